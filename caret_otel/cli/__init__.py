@@ -1,0 +1,1 @@
+"""The ``caret-otel`` command line."""

@@ -1,0 +1,24 @@
+"""Entry point of the ``caret-otel`` command: one group, one sub-command per module."""
+
+from __future__ import annotations
+
+import click
+
+from caret_otel import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="caret-otel")
+def cli() -> None:
+    """caret-otel: Caret telemetry, OpenTelemetry-native, privacy first.
+
+    \b
+    Examples:
+      caret-otel demo                 # whole pipeline, simulated traffic, report
+      caret-otel semconv check        # registry and generated files agree
+      caret-otel privacy scrub --input events.jsonl --format events
+    """
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""PostgreSQL business exporter (installed as ``caret_otel.exporters``)."""

@@ -1,0 +1,1 @@
+"""Caret semantic conventions (installed as ``caret_otel.semconv``)."""
