@@ -20,5 +20,13 @@ def cli() -> None:
     """
 
 
+def _register_commands() -> None:
+    # Imported here so `caret-otel --help` lists every command from one place.
+    from caret_otel.cli.semconv import semconv
+
+    cli.add_command(semconv)
+
+
 def main() -> None:
+    _register_commands()
     cli()
