@@ -1,0 +1,342 @@
+"""Our OpenTelemetry Collector distribution as a managed process.
+
+``build/otelcol-caret`` is built by ``make collector`` from
+``collector/builder-config.yaml``. Two configs run on it:
+
+* ``otel-collector-config.yaml`` (repo root) - the production pipeline. Every
+  endpoint is an ``${env:NAME:-default}`` placeholder; :class:`CollectorConfigEnv`
+  is the one place in Python that knows those names, so the test-suite, ``caret-otel
+  up`` and the docs cannot drift apart (a test compares it with the YAML).
+* ``collector/sink-config.yaml`` - the stand-in for Tempo and Loki in tests and the
+  local stack: OTLP in, one JSON-lines file per signal out (:class:`SinkConfigEnv`).
+
+Readiness is the ``health_check`` extension answering 200, which it does only once
+every pipeline has started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from caret_otel.stack.ports import LOOPBACK, free_port
+from caret_otel.stack.process import ManagedProcess, MissingBinaryError
+
+INSTALL_HINT = "build it with: make collector"
+_MARKER = Path("collector") / "builder-config.yaml"
+
+
+class CollectorConfigError(RuntimeError):
+    """``otelcol-caret validate`` rejected a config; the message has its output."""
+
+
+def repo_root() -> Path:
+    """The caret-otel checkout (the directory holding ``collector/builder-config.yaml``).
+
+    ``$CARET_OTEL_REPO`` wins; otherwise we search upwards from this file (also through
+    the editable-install link) and from the working directory.
+    """
+    override = os.environ.get("CARET_OTEL_REPO")
+    if override:
+        return Path(override).absolute()
+    here = Path(__file__)
+    for start in (here.resolve(), here.absolute(), Path.cwd()):
+        for candidate in (start, *start.parents):
+            if (candidate / _MARKER).is_file():
+                return candidate
+    raise RuntimeError(
+        "cannot find the caret-otel checkout (no collector/builder-config.yaml above "
+        f"{here} or {Path.cwd()}); set CARET_OTEL_REPO"
+    )
+
+
+def binary_path() -> Path:
+    """Our Collector binary: ``$CARET_OTEL_COLLECTOR_BIN`` or ``<repo>/build/otelcol-caret``.
+
+    Raises :class:`MissingBinaryError` naming ``make collector`` when it is not built.
+    """
+    override = os.environ.get("CARET_OTEL_COLLECTOR_BIN")
+    path = Path(override) if override else repo_root() / "build" / "otelcol-caret"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingBinaryError(f"Collector binary {path} not found; {INSTALL_HINT}")
+    return path
+
+
+def default_config_path() -> Path:
+    """``otel-collector-config.yaml`` at the repository root."""
+    return repo_root() / "otel-collector-config.yaml"
+
+
+def sink_config_path() -> Path:
+    """``collector/sink-config.yaml`` (the Tempo/Loki stand-in)."""
+    return repo_root() / "collector" / "sink-config.yaml"
+
+
+def components(binary: Path | None = None) -> dict[str, Any]:
+    """Parsed output of ``otelcol-caret components`` (receivers, processors, ...)."""
+    result = subprocess.run(
+        [str(binary or binary_path()), "components"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    parsed: dict[str, Any] = yaml.safe_load(result.stdout)
+    return parsed
+
+
+def validate_config(
+    config_path: Path, env: Mapping[str, str] | None = None, *, binary: Path | None = None
+) -> str:
+    """Dry-run ``config_path`` with ``otelcol-caret validate`` under ``env``.
+
+    Returns the validator's output (warnings, e.g. deprecations); raises
+    :class:`CollectorConfigError` when the config is rejected.
+    """
+    result = subprocess.run(
+        [str(binary or binary_path()), "validate", f"--config={config_path}"],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise CollectorConfigError(f"{config_path} is invalid:\n{output}")
+    return output
+
+
+def _env_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CollectorConfigEnv:
+    """The ``${env:...}`` inputs of ``otel-collector-config.yaml``, with its defaults.
+
+    ``as_env()`` gives the variables to export; :meth:`with_free_ports` gives a set of
+    loopback listeners that cannot collide with anything else running.
+    """
+
+    #: OTLP/gRPC listener (``host:port``).
+    grpc_endpoint: str = "127.0.0.1:4317"
+    #: OTLP/HTTP listener (``host:port``).
+    http_endpoint: str = "127.0.0.1:4318"
+    #: ``health_check`` extension (``host:port``); 200 on ``/`` once pipelines run.
+    health_endpoint: str = "127.0.0.1:13133"
+    #: The Collector's own metrics (Prometheus text on ``/metrics``).
+    telemetry_host: str = "127.0.0.1"
+    telemetry_port: int = 8888
+    #: Log level of the Collector's own logs.
+    log_level: str = "info"
+    #: ``memory_limiter`` hard limit and spike allowance, MiB.
+    memory_limit_mib: int = 512
+    memory_spike_limit_mib: int = 128
+    #: Prometheus remote-write receiver URL.
+    prometheus_remote_write_url: str = "http://127.0.0.1:9090/api/v1/write"
+    #: Tempo's OTLP/gRPC receiver (``host:port``) and whether to skip TLS.
+    tempo_endpoint: str = "127.0.0.1:14317"
+    tempo_insecure: bool = True
+    #: Loki's OTLP endpoint (``.../otlp``; the exporter appends ``/v1/logs``).
+    loki_endpoint: str = "http://127.0.0.1:3100/otlp"
+    #: The business exporter's OTLP/HTTP base URL (``/v1/logs``, ``/v1/metrics`` appended).
+    business_exporter_endpoint: str = "http://127.0.0.1:4320"
+    #: Directory of the persistent sending queue of the business leg.
+    storage_dir: str = ".caret-otel/collector/storage"
+
+    #: field name -> environment variable read by ``otel-collector-config.yaml``.
+    ENV_NAMES: ClassVar[Mapping[str, str]] = {
+        "grpc_endpoint": "CARET_OTEL_COLLECTOR_GRPC_ENDPOINT",
+        "http_endpoint": "CARET_OTEL_COLLECTOR_HTTP_ENDPOINT",
+        "health_endpoint": "CARET_OTEL_COLLECTOR_HEALTH_ENDPOINT",
+        "telemetry_host": "CARET_OTEL_COLLECTOR_TELEMETRY_HOST",
+        "telemetry_port": "CARET_OTEL_COLLECTOR_TELEMETRY_PORT",
+        "log_level": "CARET_OTEL_COLLECTOR_LOG_LEVEL",
+        "memory_limit_mib": "CARET_OTEL_COLLECTOR_MEMORY_LIMIT_MIB",
+        "memory_spike_limit_mib": "CARET_OTEL_COLLECTOR_MEMORY_SPIKE_LIMIT_MIB",
+        "prometheus_remote_write_url": "CARET_OTEL_PROMETHEUS_REMOTE_WRITE_URL",
+        "tempo_endpoint": "CARET_OTEL_TEMPO_ENDPOINT",
+        "tempo_insecure": "CARET_OTEL_TEMPO_INSECURE",
+        "loki_endpoint": "CARET_OTEL_LOKI_ENDPOINT",
+        "business_exporter_endpoint": "CARET_OTEL_BUSINESS_EXPORTER_ENDPOINT",
+        "storage_dir": "CARET_OTEL_COLLECTOR_STORAGE_DIR",
+    }
+
+    def as_env(self) -> dict[str, str]:
+        """Every variable, as strings, ready for ``os.environ``/``subprocess`` ``env``."""
+        return {name: _env_text(getattr(self, field)) for field, name in self.ENV_NAMES.items()}
+
+    def replace(self, **changes: Any) -> CollectorConfigEnv:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def with_free_ports(cls, **fields: Any) -> CollectorConfigEnv:
+        """Defaults, with every *listener* of the Collector on a fresh loopback port."""
+        listeners: dict[str, Any] = {
+            "grpc_endpoint": f"{LOOPBACK}:{free_port()}",
+            "http_endpoint": f"{LOOPBACK}:{free_port()}",
+            "health_endpoint": f"{LOOPBACK}:{free_port()}",
+            "telemetry_host": LOOPBACK,
+            "telemetry_port": free_port(),
+        }
+        return cls(**{**listeners, **fields})
+
+    @property
+    def health_port(self) -> int:
+        return int(self.health_endpoint.rsplit(":", 1)[1])
+
+    @property
+    def http_url(self) -> str:
+        """Base URL for OTLP/HTTP senders (SDK: ``<http_url>/v1/traces`` ...)."""
+        return f"http://{self.http_endpoint}"
+
+    @property
+    def telemetry_url(self) -> str:
+        """The Collector's own Prometheus metrics page."""
+        return f"http://{self.telemetry_host}:{self.telemetry_port}/metrics"
+
+
+@dataclass(frozen=True)
+class SinkConfigEnv:
+    """The ``${env:...}`` inputs of ``collector/sink-config.yaml``.
+
+    The sink writes what it receives as OTLP/JSON lines, one file per signal. Its
+    OTLP/HTTP receiver also serves logs under ``/otlp/v1/logs``, the path Loki uses,
+    so the Collector's Loki exporter is exercised with its real endpoint shape.
+    """
+
+    grpc_endpoint: str = "127.0.0.1:14317"
+    http_endpoint: str = "127.0.0.1:3100"
+    health_endpoint: str = "127.0.0.1:14133"
+    logs_url_path: str = "/otlp/v1/logs"
+    traces_path: str = ".caret-otel/sink/traces.jsonl"
+    logs_path: str = ".caret-otel/sink/logs.jsonl"
+    metrics_path: str = ".caret-otel/sink/metrics.jsonl"
+
+    ENV_NAMES: ClassVar[Mapping[str, str]] = {
+        "grpc_endpoint": "CARET_OTEL_SINK_GRPC_ENDPOINT",
+        "http_endpoint": "CARET_OTEL_SINK_HTTP_ENDPOINT",
+        "health_endpoint": "CARET_OTEL_SINK_HEALTH_ENDPOINT",
+        "logs_url_path": "CARET_OTEL_SINK_LOGS_URL_PATH",
+        "traces_path": "CARET_OTEL_SINK_TRACES_PATH",
+        "logs_path": "CARET_OTEL_SINK_LOGS_PATH",
+        "metrics_path": "CARET_OTEL_SINK_METRICS_PATH",
+    }
+
+    def as_env(self) -> dict[str, str]:
+        return {name: str(getattr(self, field)) for field, name in self.ENV_NAMES.items()}
+
+    def replace(self, **changes: Any) -> SinkConfigEnv:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def in_dir(cls, directory: Path, **fields: Any) -> SinkConfigEnv:
+        """Free loopback ports; the three files under ``directory``."""
+        values: dict[str, Any] = {
+            "grpc_endpoint": f"{LOOPBACK}:{free_port()}",
+            "http_endpoint": f"{LOOPBACK}:{free_port()}",
+            "health_endpoint": f"{LOOPBACK}:{free_port()}",
+            "traces_path": str(directory / "traces.jsonl"),
+            "logs_path": str(directory / "logs.jsonl"),
+            "metrics_path": str(directory / "metrics.jsonl"),
+        }
+        return cls(**{**values, **fields})
+
+    @property
+    def health_port(self) -> int:
+        return int(self.health_endpoint.rsplit(":", 1)[1])
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_endpoint}"
+
+    @property
+    def loki_endpoint(self) -> str:
+        """What to give the Collector as its Loki endpoint (logs land in ``logs_path``)."""
+        return self.http_url + self.logs_url_path.removesuffix("/v1/logs")
+
+
+class CollectorProcess:
+    """``otelcol-caret --config <config_path>`` with ``env``, ready when healthy.
+
+    Args:
+        binary: the Collector executable (see :func:`binary_path`).
+        config_path: the YAML config to run.
+        env: variables for the config's ``${env:...}`` placeholders (on top of
+            ``os.environ``); must point the ``health_check`` endpoint at ``health_port``.
+        log_path: the Collector's own log.
+        health_port: port of the ``health_check`` extension on 127.0.0.1.
+        name: used in logs and errors.
+        extra_args: more flags (e.g. ``--feature-gates=...``).
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        config_path: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        health_port: int,
+        *,
+        name: str = "otelcol-caret",
+        extra_args: Sequence[str] = (),
+        ready_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+        cwd: Path | None = None,
+    ) -> None:
+        self.binary = Path(binary)
+        self.config_path = Path(config_path)
+        self.env = dict(env)
+        self.log_path = Path(log_path)
+        self.health_port = health_port
+        self.name = name
+        self.process = ManagedProcess(
+            name,
+            [self.binary, f"--config={self.config_path}", *extra_args],
+            log_path=self.log_path,
+            env=self.env,
+            cwd=cwd,
+            ready=self.health_url,
+            ready_timeout=ready_timeout,
+            stop_signal=signal.SIGTERM,  # drains pipelines; the persistent queue keeps the rest
+            stop_timeout=stop_timeout,
+            install_hint=INSTALL_HINT,
+        )
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.health_port}/"
+
+    @property
+    def is_running(self) -> bool:
+        return self.process.is_running
+
+    def validate(self) -> str:
+        """``otelcol-caret validate`` on this config and env (see :func:`validate_config`)."""
+        return validate_config(self.config_path, self.env, binary=self.binary)
+
+    def start(self) -> None:
+        if not self.binary.is_file():
+            raise MissingBinaryError(f"Collector binary {self.binary} not found; {INSTALL_HINT}")
+        if not self.is_running:
+            self.process.start()
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+    def kill(self) -> int | None:
+        return self.process.kill()
+
+    def restart(self) -> None:
+        self.process.restart()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.process.log_tail(lines)
+
+    def __repr__(self) -> str:
+        return f"<CollectorProcess {self.name} {self.config_path.name} {self.process!r}>"
