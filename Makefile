@@ -80,7 +80,7 @@ unit: install ## only the unit tests (fast)
 	$(BIN)/pytest tests/unit
 
 bench: install collector services ## rerun every benchmark and rewrite docs/benchmarks.md
-	$(BIN)/python bench/run_all.py
+	env -u PYTHONSAFEPATH $(BIN)/python bench/run_all.py
 
 clean: ## remove build output, the venv and local stack data
 	rm -rf build $(VENV) .caret-otel .pytest_cache .mypy_cache .ruff_cache
