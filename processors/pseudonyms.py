@@ -18,6 +18,7 @@ import secrets
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 KEYS_ENV = "CARET_OTEL_PSEUDONYM_KEYS"
@@ -25,6 +26,9 @@ KEY_FILE_ENV = "CARET_OTEL_PSEUDONYM_KEY_FILE"
 MIN_KEY_BYTES = 32
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _PSEUDONYM_RE = re.compile(r"^v[A-Za-z0-9_-]{1,32}:[0-9a-f]{64}$")
+# Ids repeat (one user sends many events); caching their pseudonyms takes the HMAC off
+# the hot path. The cache lives in process memory only, like the key itself.
+PSEUDONYM_CACHE_SIZE = 65536
 HOW_TO_MAKE_A_KEY = (
     f"set {KEYS_ENV}='<id>:<base64 key>' or {KEY_FILE_ENV}=<file>; "
     "make a key with: caret-otel privacy keygen"
@@ -118,6 +122,8 @@ class Pseudonymizer:
         self._keys = keys
         self._signing = keys[-1]
         self._known_prefixes = tuple(f"v{k.id}:" for k in keys)
+        self._cached_pseudonym = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign)
+        self._cached_all = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign_all)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Pseudonymizer:
@@ -132,14 +138,33 @@ class Pseudonymizer:
         mac = hmac.new(key.secret, canonical(identifier).encode("utf-8"), hashlib.sha256)
         return f"v{key.id}:{mac.hexdigest()}"
 
+    def _sign(self, identifier: str) -> str:
+        return self._digest(self._signing, identifier)
+
     def pseudonymize(self, identifier: str) -> str:
         """The pseudonym of ``identifier`` under the signing (newest) key.
 
         A value that already is a pseudonym is hashed again like any identifier: a
         client cannot choose its stored pseudonym.
         """
-        return self._digest(self._signing, identifier)
+        return self._cached_pseudonym(identifier)
+
+    def is_live_pseudonym(self, value: str) -> bool:
+        """Whether ``value`` is a pseudonym written under one of the live keys."""
+        return value.startswith(self._known_prefixes) and is_pseudonym(value)
+
+    def keyed_digest(self, data: bytes) -> str:
+        """Hex HMAC-SHA256 of ``data`` under the signing key (no canonicalisation).
+
+        For ids derived from content that holds identifiers (an event's hash), so that
+        nobody without the key can confirm a guess of that content.
+        """
+        return hmac.new(self._signing.secret, data, hashlib.sha256).hexdigest()
+
+    def _sign_all(self, identifier: str) -> tuple[str, ...]:
+        return tuple(self._digest(key, identifier) for key in self._keys)
 
     def all_pseudonyms(self, identifier: str) -> list[str]:
-        """The pseudonyms of ``identifier`` under every live key (for deletion)."""
-        return [self._digest(key, identifier) for key in self._keys]
+        """The pseudonyms of ``identifier`` under every live key (for deletion and for
+        consent checks, so an opt-out recorded before a key rotation still holds)."""
+        return list(self._cached_all(identifier))

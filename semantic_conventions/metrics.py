@@ -65,6 +65,24 @@ CARET_FEATURE_USES: Final = MetricSpec(
     buckets=None,
 )
 
+CARET_GEN_AI_SPAN_CALLS: Final = MetricSpec(
+    name='caret.gen_ai.span.calls',
+    instrument='counter',
+    unit='{call}',
+    brief='GenAI client spans seen by the Collector (span_metrics connector), errors included.',
+    attributes=(attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.ERROR_TYPE,),
+    buckets=None,
+)
+
+CARET_GEN_AI_SPAN_DURATION: Final = MetricSpec(
+    name='caret.gen_ai.span.duration',
+    instrument='histogram',
+    unit='s',
+    brief="Duration of GenAI client spans, measured by the Collector's span_metrics connector.",
+    attributes=(attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.ERROR_TYPE,),
+    buckets=(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92),
+)
+
 CARET_MODEL_SELECTIONS: Final = MetricSpec(
     name='caret.model.selections',
     instrument='counter',
@@ -179,6 +197,8 @@ ALL: Final[tuple[MetricSpec, ...]] = (
     CARET_CREDITS_CONSUMED,
     CARET_CREDITS_PURCHASED,
     CARET_FEATURE_USES,
+    CARET_GEN_AI_SPAN_CALLS,
+    CARET_GEN_AI_SPAN_DURATION,
     CARET_MODEL_SELECTIONS,
     CARET_PLAN_CHANGES,
     CARET_SESSION_ACTIVE,

@@ -22,9 +22,23 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # Imported here so `caret-otel --help` lists every command from one place.
+    from caret_otel.cli.dashboards import dashboards
+    from caret_otel.cli.exporter import db, exporter, forget, report, retention
+    from caret_otel.cli.gateway import gateway
+    from caret_otel.cli.privacy import privacy
+    from caret_otel.cli.sdk import sdk
     from caret_otel.cli.semconv import semconv
+    from caret_otel.cli.stack import demo, replay, simulate, up
 
     cli.add_command(semconv)
+    for stack_command in (up, demo, simulate, replay):
+        cli.add_command(stack_command)
+    cli.add_command(privacy)
+    cli.add_command(dashboards)
+    cli.add_command(sdk)
+    cli.add_command(gateway)
+    for command in (exporter, db, retention, forget, report):
+        cli.add_command(command)
 
 
 def main() -> None:

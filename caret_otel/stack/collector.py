@@ -7,6 +7,10 @@
   endpoint is an ``${env:NAME:-default}`` placeholder; :class:`CollectorConfigEnv`
   is the one place in Python that knows those names, so the test-suite, ``caret-otel
   up`` and the docs cannot drift apart (a test compares it with the YAML).
+* ``collector/privacy-pass.yaml`` - the Collector's privacy pass, generated from the
+  semantic-conventions registry (``caret-otel semconv generate``). The production
+  config's pipelines use its processors, so the two files always run together:
+  :func:`config_files` adds it whenever the production config is named.
 * ``collector/sink-config.yaml`` - the stand-in for Tempo and Loki in tests and the
   local stack: OTLP in, one JSON-lines file per signal out (:class:`SinkConfigEnv`).
 
@@ -18,10 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import secrets
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,6 +81,38 @@ def default_config_path() -> Path:
     return repo_root() / "otel-collector-config.yaml"
 
 
+def privacy_pass_path() -> Path:
+    """``collector/privacy-pass.yaml``, generated from the registry."""
+    return repo_root() / "collector" / "privacy-pass.yaml"
+
+
+ConfigFiles = Path | Sequence[Path]
+"""One config file, or several that the Collector merges in order (``--config`` each)."""
+
+
+def config_files(config: ConfigFiles) -> tuple[Path, ...]:
+    """The files to pass as ``--config`` for ``config``.
+
+    The production config (:func:`default_config_path`) never runs without the privacy
+    pass its pipelines refer to, so naming it alone means both files. Other configs
+    (the sink, a test's variant) run as given; a variant of the production config lists
+    :func:`privacy_pass_path` itself.
+    """
+    files = (config,) if isinstance(config, os.PathLike) else tuple(map(Path, config))
+    if not files:
+        raise ValueError("no Collector config file given")
+    main = default_config_path().resolve()
+    privacy = privacy_pass_path().resolve()
+    resolved = [f.resolve() for f in files]
+    if main in resolved and privacy not in resolved:
+        files = (*files, privacy_pass_path())
+    return files
+
+
+def _config_flags(config: ConfigFiles) -> list[str]:
+    return [f"--config={path}" for path in config_files(config)]
+
+
 def sink_config_path() -> Path:
     """``collector/sink-config.yaml`` (the Tempo/Loki stand-in)."""
     return repo_root() / "collector" / "sink-config.yaml"
@@ -91,21 +129,23 @@ def components(binary: Path | None = None) -> dict[str, Any]:
 
 
 def validate_config(
-    config_path: Path, env: Mapping[str, str] | None = None, *, binary: Path | None = None
+    config_path: ConfigFiles, env: Mapping[str, str] | None = None, *, binary: Path | None = None
 ) -> str:
-    """Dry-run ``config_path`` with ``otelcol-caret validate`` under ``env``.
+    """Dry-run ``config_path`` (see :func:`config_files`) with ``otelcol-caret validate``
+    under ``env``.
 
     Returns the validator's output (warnings, e.g. deprecations); raises
     :class:`CollectorConfigError` when the config is rejected.
     """
+    names = ", ".join(str(p) for p in config_files(config_path))
     result = subprocess.run(
-        [str(binary or binary_path()), "validate", f"--config={config_path}"],
+        [str(binary or binary_path()), "validate", *_config_flags(config_path)],
         capture_output=True, text=True, check=False, timeout=60,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
-        raise CollectorConfigError(f"{config_path} is invalid:\n{output}")
+        raise CollectorConfigError(f"{names} is invalid:\n{output}")
     return output
 
 
@@ -148,6 +188,13 @@ class CollectorConfigEnv:
     business_exporter_endpoint: str = "http://127.0.0.1:4320"
     #: Directory of the persistent sending queue of the business leg.
     storage_dir: str = ".caret-otel/collector/storage"
+    #: How often the span_metrics connector emits the GenAI span metrics (Go duration).
+    span_metrics_flush_interval: str = "15s"
+    #: HMAC-SHA256 key of the privacy pass (>= 32 bytes). A secret: the config has no
+    #: default for it, so a Collector without a key refuses to start.
+    hmac_key: str = field(default="", repr=False)
+    #: Key id written into the Collector's pseudonyms (``v<id>:<hex>``).
+    hmac_key_id: str = "collector"
 
     #: field name -> environment variable read by ``otel-collector-config.yaml``.
     ENV_NAMES: ClassVar[Mapping[str, str]] = {
@@ -165,7 +212,23 @@ class CollectorConfigEnv:
         "loki_endpoint": "CARET_OTEL_LOKI_ENDPOINT",
         "business_exporter_endpoint": "CARET_OTEL_BUSINESS_EXPORTER_ENDPOINT",
         "storage_dir": "CARET_OTEL_COLLECTOR_STORAGE_DIR",
+        "span_metrics_flush_interval": "CARET_OTEL_SPAN_METRICS_FLUSH_INTERVAL",
+        "hmac_key": "CARET_OTEL_COLLECTOR_HMAC_KEY",
+        "hmac_key_id": "CARET_OTEL_COLLECTOR_HMAC_KEY_ID",
     }
+    #: Fields that are secrets: no default in any config file, never printed.
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"hmac_key"})
+    #: The shape of a pseudonym key id (as in ``caret_otel.processors.pseudonyms``).
+    KEY_ID_PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+    MIN_HMAC_KEY_BYTES: ClassVar[int] = 32
+
+    def __post_init__(self) -> None:
+        if not self.KEY_ID_PATTERN.match(self.hmac_key_id):
+            raise ValueError(
+                f"hmac_key_id {self.hmac_key_id!r}: use 1-32 letters, digits, '-' or '_'"
+            )
+        if self.hmac_key and len(self.hmac_key.encode()) < self.MIN_HMAC_KEY_BYTES:
+            raise ValueError(f"hmac_key: at least {self.MIN_HMAC_KEY_BYTES} bytes are needed")
 
     def as_env(self) -> dict[str, str]:
         """Every variable, as strings, ready for ``os.environ``/``subprocess`` ``env``."""
@@ -176,13 +239,18 @@ class CollectorConfigEnv:
 
     @classmethod
     def with_free_ports(cls, **fields: Any) -> CollectorConfigEnv:
-        """Defaults, with every *listener* of the Collector on a fresh loopback port."""
+        """Defaults, with every *listener* of the Collector on a fresh loopback port.
+
+        For tests and the local stack: unless ``hmac_key`` is given, a throw-away random
+        key is made (pseudonyms then differ from run to run; production sets its own).
+        """
         listeners: dict[str, Any] = {
             "grpc_endpoint": f"{LOOPBACK}:{free_port()}",
             "http_endpoint": f"{LOOPBACK}:{free_port()}",
             "health_endpoint": f"{LOOPBACK}:{free_port()}",
             "telemetry_host": LOOPBACK,
             "telemetry_port": free_port(),
+            "hmac_key": secrets.token_urlsafe(48),
         }
         return cls(**{**listeners, **fields})
 
@@ -262,11 +330,12 @@ class SinkConfigEnv:
 
 
 class CollectorProcess:
-    """``otelcol-caret --config <config_path>`` with ``env``, ready when healthy.
+    """``otelcol-caret --config <file> ...`` with ``env``, ready when healthy.
 
     Args:
         binary: the Collector executable (see :func:`binary_path`).
-        config_path: the YAML config to run.
+        config_path: the YAML config to run, or several files merged in order; the
+            production config brings its privacy pass along (:func:`config_files`).
         env: variables for the config's ``${env:...}`` placeholders (on top of
             ``os.environ``); must point the ``health_check`` endpoint at ``health_port``.
         log_path: the Collector's own log.
@@ -278,7 +347,7 @@ class CollectorProcess:
     def __init__(
         self,
         binary: Path,
-        config_path: Path,
+        config_path: ConfigFiles,
         env: Mapping[str, str],
         log_path: Path,
         health_port: int,
@@ -290,14 +359,15 @@ class CollectorProcess:
         cwd: Path | None = None,
     ) -> None:
         self.binary = Path(binary)
-        self.config_path = Path(config_path)
+        self.config_files = config_files(config_path)
+        self.config_path = self.config_files[0]
         self.env = dict(env)
         self.log_path = Path(log_path)
         self.health_port = health_port
         self.name = name
         self.process = ManagedProcess(
             name,
-            [self.binary, f"--config={self.config_path}", *extra_args],
+            [self.binary, *_config_flags(self.config_files), *extra_args],
             log_path=self.log_path,
             env=self.env,
             cwd=cwd,
@@ -318,7 +388,7 @@ class CollectorProcess:
 
     def validate(self) -> str:
         """``otelcol-caret validate`` on this config and env (see :func:`validate_config`)."""
-        return validate_config(self.config_path, self.env, binary=self.binary)
+        return validate_config(self.config_files, self.env, binary=self.binary)
 
     def start(self) -> None:
         if not self.binary.is_file():

@@ -87,32 +87,43 @@ def test_manifest_pins_one_release(manifest: dict[str, Any], components: dict[st
 
 
 @pytest.mark.parametrize(
-    ("config_name", "env_class"),
-    [("otel-collector-config.yaml", CollectorConfigEnv), ("sink-config.yaml", SinkConfigEnv)],
+    ("config_files", "env_class"),
+    [
+        (collector_mod.config_files(collector_mod.default_config_path()), CollectorConfigEnv),
+        ((collector_mod.sink_config_path(),), SinkConfigEnv),
+    ],
+    ids=["production", "sink"],
 )
 def test_placeholders_match_the_python_side(
-    config_name: str, env_class: type[CollectorConfigEnv] | type[SinkConfigEnv]
+    config_files: tuple[Path, ...], env_class: type[CollectorConfigEnv] | type[SinkConfigEnv]
 ) -> None:
-    """Every ${env:...} has a default, and the names and defaults are the ones
-    caret_otel.stack.collector knows (so fixtures and `up` set what the config reads)."""
-    root = collector_mod.repo_root()
-    path = (
-        root / config_name if config_name.startswith("otel") else root / "collector" / config_name
-    )
+    """Every ${env:...} has a default - except secrets, which must have none - and the
+    names and defaults are the ones caret_otel.stack.collector knows (so fixtures and
+    `up` set what the config reads)."""
     # Comment lines may mention the ${env:NAME:-default} syntax itself; skip them.
     text = "\n".join(
-        line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        line
+        for path in config_files
+        for line in path.read_text().splitlines()
+        if not line.lstrip().startswith("#")
     )
     found: dict[str, set[str]] = {}
     for name, default in PLACEHOLDER.findall(text):
         found.setdefault(name, set()).add(default)
     assert all(name.startswith("CARET_OTEL_") for name in found)
-    missing_default = sorted(name for name, defaults in found.items() if "" in defaults)
+    secret_fields = getattr(env_class, "SECRET_FIELDS", frozenset())
+    secrets = {env_class.ENV_NAMES[field] for field in secret_fields}
+    missing_default = sorted(
+        name for name, defaults in found.items() if "" in defaults and name not in secrets
+    )
     assert not missing_default, f"placeholders without a default: {missing_default}"
+    for name in secrets:
+        assert found.get(name) == {""}, f"secret {name} must be read without a default"
     python_defaults = env_class().as_env()
     assert set(found) == set(python_defaults)
     for name, defaults in found.items():
-        assert defaults == {python_defaults[name]}, name
+        if name not in secrets:
+            assert defaults == {python_defaults[name]}, name
 
 
 def test_main_config_validates_with_fixture_env(collector_binary: Path, tmp_path: Path) -> None:
@@ -125,9 +136,30 @@ def test_main_config_validates_with_fixture_env(collector_binary: Path, tmp_path
 def test_main_config_validates_with_its_defaults(
     collector_binary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Only the secret has to be given; everything else has a working default."""
     for name in CollectorConfigEnv.ENV_NAMES.values():
         monkeypatch.delenv(name, raising=False)
-    collector_mod.validate_config(collector_mod.default_config_path(), binary=collector_binary)
+    key = {CollectorConfigEnv.ENV_NAMES["hmac_key"]: "k" * CollectorConfigEnv.MIN_HMAC_KEY_BYTES}
+    collector_mod.validate_config(collector_mod.default_config_path(), key, binary=collector_binary)
+
+
+def test_main_config_refuses_to_run_without_a_pseudonym_key(
+    collector_binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: no HMAC key, no Collector (rather than identifiers passing un-hashed)."""
+    for name in CollectorConfigEnv.ENV_NAMES.values():
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(collector_mod.CollectorConfigError, match="hmac_key must not be empty"):
+        collector_mod.validate_config(collector_mod.default_config_path(), binary=collector_binary)
+
+
+def test_main_config_always_runs_with_its_privacy_pass() -> None:
+    main = collector_mod.default_config_path()
+    privacy = collector_mod.privacy_pass_path()
+    assert collector_mod.config_files(main) == (main, privacy)
+    assert collector_mod.config_files([main, privacy]) == (main, privacy)
+    sink = collector_mod.sink_config_path()
+    assert collector_mod.config_files(sink) == (sink,)
 
 
 def test_sink_config_validates(collector_binary: Path, tmp_path: Path) -> None:
@@ -140,7 +172,7 @@ def test_sink_config_validates(collector_binary: Path, tmp_path: Path) -> None:
 def test_every_pipeline_starts_with_memory_limiter() -> None:
     config = yaml.safe_load(collector_mod.default_config_path().read_text())
     pipelines = config["service"]["pipelines"]
-    assert {"traces", "metrics/in", "logs/in", "metrics/business", "logs/business"} <= set(
+    assert {"traces/in", "metrics/in", "logs/in", "metrics/business", "logs/business"} <= set(
         pipelines
     )
     for name, pipeline in pipelines.items():
@@ -164,4 +196,6 @@ def test_invalid_config_is_reported(collector_binary: Path, tmp_path: Path) -> N
         .replace("memory_limiter:\n", "memory_limitr:\n", 1)
     )
     with pytest.raises(collector_mod.CollectorConfigError, match="memory_limit"):
-        collector_mod.validate_config(broken, binary=collector_binary)
+        collector_mod.validate_config(
+            [broken, collector_mod.privacy_pass_path()], binary=collector_binary
+        )

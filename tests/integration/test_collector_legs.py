@@ -3,7 +3,8 @@ and comes out in Prometheus (metrics), in the Tempo/Loki sink (span, log record)
 on the business leg (only ``caret.*`` events and metrics).
 
 One SDK export per signal, then the tests look for the data where it must land. Each
-session uses a fresh ``run_id`` attribute so earlier data in the stores cannot match.
+session uses a fresh ``run_id`` (sent as the value of ``RUN_KEY``, a registry attribute
+the Collector's privacy pass keeps on every signal) so earlier data cannot match.
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from caret_otel.dashboards.promnames import prometheus_label
+from caret_otel.semconv import attributes as attrs
 from caret_otel.stack import CollectorProcess, PrometheusServer, SinkConfigEnv
 from caret_otel.stack import collector as collector_mod
 from caret_otel.stack.ports import free_port, is_listening
 
 pytestmark = pytest.mark.integration
+RUN_KEY = attrs.GEN_AI_REQUEST_MODEL
 
 SERVICE = "caret-otel-legs-test"
 
@@ -88,29 +92,29 @@ def _sdk_send(collector: RunningCollector) -> Sent:
 
     try:
         tracer = tracer_provider.get_tracer("caret-otel.tests")
-        with tracer.start_as_current_span("legs-test span", attributes={"run_id": run_id}) as span:
+        with tracer.start_as_current_span("legs-test span", attributes={RUN_KEY: run_id}) as span:
             trace_id = format(span.get_span_context().trace_id, "032x")
 
         meter = meter_provider.get_meter("caret-otel.tests")
         requests = meter.create_counter("caret.test.requests", unit="{request}")
         duration = meter.create_histogram("caret.test.duration", unit="s")
         noise = meter.create_counter("test.noise", unit="{thing}")
-        requests.add(3, {"run_id": run_id})
-        duration.record(0.25, {"run_id": run_id})
-        duration.record(1.5, {"run_id": run_id})
-        noise.add(1, {"run_id": run_id})
+        requests.add(3, {RUN_KEY: run_id})
+        duration.record(0.25, {RUN_KEY: run_id})
+        duration.record(1.5, {RUN_KEY: run_id})
+        noise.add(1, {RUN_KEY: run_id})
         assert meter_provider.force_flush(10_000)
 
         logger = logger_provider.get_logger("caret-otel.tests")
         logger.emit(
             event_name="caret.test.event",
             body="business event body",
-            attributes={"run_id": run_id},
+            attributes={RUN_KEY: run_id},
         )
         logger.emit(
-            event_name="test.noise_event", body="not business", attributes={"run_id": run_id}
+            event_name="test.noise_event", body="not business", attributes={RUN_KEY: run_id}
         )
-        logger.emit(body="plain log line", attributes={"run_id": run_id})
+        logger.emit(body="plain log line", attributes={RUN_KEY: run_id})
         assert logger_provider.force_flush(10_000)
         assert tracer_provider.force_flush(10_000)
     finally:
@@ -126,11 +130,11 @@ def sent(collector: RunningCollector) -> Sent:
 
 
 def _has_run(record: OtlpRecord, run_id: str) -> bool:
-    return record.attributes.get("run_id") == run_id
+    return record.attributes.get(RUN_KEY) == run_id
 
 
 def _metric_has_run(record: OtlpRecord, run_id: str) -> bool:
-    return any(p["attributes"].get("run_id") == run_id for p in record.data_points())
+    return any(p["attributes"].get(RUN_KEY) == run_id for p in record.data_points())
 
 
 def _value(result: list[dict[str, Any]]) -> float:
@@ -148,18 +152,21 @@ def test_collector_is_healthy_and_listens(collector: RunningCollector) -> None:
 
 
 def test_metrics_reach_prometheus(sent: Sent, prometheus: PrometheusServer) -> None:
-    selector = f'{{run_id="{sent.run_id}"}}'
+    selector = f'{{{prometheus_label(RUN_KEY)}="{sent.run_id}"}}'
     counter = prometheus.wait_for(f"caret_test_requests_total{selector}")
     assert _value(counter) == 3
     series = counter[0]["metric"]
-    # service.name/service.instance.id become job/instance; other resource attributes
-    # stay off the series (resource_to_telemetry_conversion off) ...
+    # service.name/service.instance.id become job/instance; the environment is copied
+    # onto the points for dashboards; other resource attributes stay off the series
+    # (resource_to_telemetry_conversion off) ...
     assert series["job"] == SERVICE
     assert series["instance"] == sent.run_id
-    assert "deployment_environment_name" not in series
+    assert series["deployment_environment_name"] == "test"
+    assert "telemetry_sdk_language" not in series
     # ... and are found on target_info instead.
     info = prometheus.wait_for(f'target_info{{instance="{sent.run_id}"}}')
     assert info[0]["metric"]["deployment_environment_name"] == "test"
+    assert info[0]["metric"]["telemetry_sdk_language"] == "python"
 
     assert _value(prometheus.wait_for(f"caret_test_duration_seconds_count{selector}")) == 2
     assert _value(prometheus.wait_for(f"caret_test_duration_seconds_sum{selector}")) == 1.75
@@ -222,7 +229,7 @@ def _emit_business_event(collector: RunningCollector, run_id: str) -> None:
     )
     try:
         provider.get_logger("caret-otel.tests").emit(
-            event_name="caret.test.durable", body="queued", attributes={"run_id": run_id}
+            event_name="caret.test.durable", body="queued", attributes={RUN_KEY: run_id}
         )
         assert provider.force_flush(10_000)
     finally:

@@ -25,6 +25,7 @@ def registry_copy(tmp_path: Path) -> Path:
     docs = tmp_path / "docs"
     docs.mkdir()
     shutil.copy(REGISTRY_DIR.parent / "docs" / "semantic-conventions.md", docs)
+    shutil.copytree(REGISTRY_DIR.parent / "collector", tmp_path / "collector")
     return root
 
 

@@ -1,0 +1,365 @@
+"""Overhead of in-process privacy on the OTel SDK, and the engine's own speed.
+
+One run measures, interleaved round by round so machine drift hits every mode alike:
+
+- **spans/s** through the SDK: ``plain`` (``BatchSpanProcessor`` -> an exporter that
+  encodes each batch to OTLP protobuf and discards it) vs ``privacy`` (the same, wired
+  with ``install_privacy``: the exporter wrapped in ``PrivacySpanExporter``);
+- **logs/s** the same way (``BatchLogRecordProcessor`` vs the privacy log processor in
+  front of it);
+- **Caret client events/s** through ``ClientEventScrubber`` alone (validation, mapping,
+  pseudonyms, redaction, consent), and with JSON parsing in front;
+- **OTLP spans/s** through ``scrub_trace_request`` (what the gateway does per request).
+
+Each SDK round creates ``--records`` spans (or log records) shaped like a Caret
+service's (GenAI attributes, a user id, an HTTP route, one event on one span in four,
+an error message on one in ten) and times creation plus the final flush. Results are
+written as ratios against the plain SDK into ``docs/benchmarks.md`` (section
+``privacy_overhead``); the target is at most 10 % overhead.
+
+Usage: .venv/bin/python bench/privacy_overhead.py [--rounds 7] [--records 20000] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import gc
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from caret_otel.processors.client_events import ClientEventScrubber
+from caret_otel.processors.consent import InMemoryConsentStore
+from caret_otel.processors.engine import PrivacyEngine
+from caret_otel.processors.otlp import scrub_trace_request
+from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.processors.report import ScrubReport
+from caret_otel.processors.sdk import install_privacy
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events as event_specs
+from caret_otel.semconv.policy import load_policy
+
+SECTION = "privacy_overhead"
+TARGET_OVERHEAD = 0.10
+KEY = "bench:" + base64.b64encode(bytes(range(32))).decode()
+MODELS = ("claude-sonnet-4", "gpt-4o", "claude-3-5-haiku", "gemini-2.5-pro", "deepseek-chat")
+PROVIDERS = ("anthropic", "openai", "anthropic", "gcp.gemini", "deepseek")
+RESOURCE = Resource.create(
+    {
+        attrs.SERVICE_NAME: "llm-proxy",
+        attrs.SERVICE_VERSION: "1.4.2",
+        attrs.DEPLOYMENT_ENVIRONMENT_NAME: "production",
+        attrs.HOST_NAME: "ip-10-0-3-17",
+    }
+)
+
+
+class EncodingSpanExporter(SpanExporter):
+    """Does the real work of an OTLP exporter except the network: encode and discard."""
+
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        encode_spans(spans).SerializeToString()
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+class EncodingLogExporter(LogRecordExporter):
+    def __init__(self) -> None:
+        self.exported = 0
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        encode_logs(batch).SerializeToString()
+        self.exported += len(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def engine() -> PrivacyEngine:
+    return PrivacyEngine(load_policy(), Pseudonymizer(parse_keys(KEY, source="bench")))
+
+
+def span_attributes(i: int) -> dict[str, Any]:
+    m = i % len(MODELS)
+    return {
+        attrs.GEN_AI_OPERATION_NAME: "chat",
+        attrs.GEN_AI_PROVIDER_NAME: PROVIDERS[m],
+        attrs.GEN_AI_REQUEST_MODEL: MODELS[m],
+        attrs.GEN_AI_RESPONSE_MODEL: MODELS[m],
+        attrs.GEN_AI_USAGE_INPUT_TOKENS: 1000 + i % 5000,
+        attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 100 + i % 900,
+        attrs.SERVER_ADDRESS: "api.anthropic.com",
+        attrs.SERVER_PORT: 443,
+        attrs.HTTP_ROUTE: "/v1/messages",
+        attrs.ENDUSER_ID: f"user-{i % 2000}",
+        "code.line.number": 120,  # not in the registry: dropped
+    }
+
+
+def run_spans(privacy: bool, records: int) -> float:
+    provider = TracerProvider(resource=RESOURCE)
+    exporter = EncodingSpanExporter()
+    if privacy:
+        install_privacy(
+            provider,
+            None,
+            engine=engine(),
+            consent=InMemoryConsentStore(),
+            span_exporters=[exporter],
+        )
+    else:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("caret.llm_proxy", "1.4.2")
+    attributes = [span_attributes(i) for i in range(records)]
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(records):
+        m = i % len(MODELS)
+        with tracer.start_as_current_span(
+            f"chat {MODELS[m]}", kind=SpanKind.CLIENT, attributes=attributes[i]
+        ) as span:
+            if i % 4 == 0:
+                span.add_event("gen_ai.retry", {attrs.ERROR_TYPE: "overloaded"})
+            if i % 10 == 0:
+                span.set_status(Status(StatusCode.ERROR, "429 from api.anthropic.com: retry in 2s"))
+    provider.force_flush()
+    elapsed = time.perf_counter() - started
+    provider.shutdown()
+    assert exporter.exported == records, (exporter.exported, records)
+    return records / elapsed
+
+
+def log_attributes(i: int) -> dict[str, Any]:
+    m = i % len(MODELS)
+    return {
+        attrs.CARET_EVENT_ID: f"{i:032x}",
+        attrs.ENDUSER_PSEUDO_ID: f"user-{i % 2000}",
+        attrs.GEN_AI_PROVIDER_NAME: PROVIDERS[m],
+        attrs.GEN_AI_REQUEST_MODEL: MODELS[m],
+        attrs.CARET_CREDITS_AMOUNT: 1.5,
+        attrs.CARET_PLAN_NAME: "pro",
+        attrs.CARET_CLIENT_VERSION: "1.0.3",
+        attrs.GEO_COUNTRY_ISO_CODE: "KR",
+    }
+
+
+def run_logs(privacy: bool, records: int) -> float:
+    provider = LoggerProvider(resource=RESOURCE, shutdown_on_exit=False)
+    exporter = EncodingLogExporter()
+    if privacy:
+        install_privacy(
+            None,
+            provider,
+            engine=engine(),
+            consent=InMemoryConsentStore(),
+            log_exporters=[exporter],
+        )
+    else:
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    logger = provider.get_logger("caret.billing", "2.0.0")
+    attributes = [log_attributes(i) for i in range(records)]
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(records):
+        if i % 10 == 0:
+            logger.emit(
+                body=f"credit check failed for plan pro after {i % 7} retries",
+                attributes=attributes[i],
+            )
+        else:
+            logger.emit(event_name=event_specs.CARET_CREDITS_CONSUMED.name, attributes=attributes[i])
+    provider.force_flush()
+    elapsed = time.perf_counter() - started
+    provider.shutdown()
+    assert exporter.exported == records, (exporter.exported, records)
+    return records / elapsed
+
+
+def client_events(count: int) -> list[dict[str, Any]]:
+    """A mix of the events a Caret client sends in a working session."""
+    rng = random.Random(7)
+    out = []
+    for i in range(count):
+        m = rng.randrange(len(MODELS))
+        base = {
+            "user_id_hash": f"{rng.randrange(5000):064x}",
+            "session_id": f"session-{rng.randrange(20000)}",
+            "timestamp": f"2025-01-11T10:{i // 60 % 60:02d}:{i % 60:02d}Z",
+            "client_info": {"version": "1.0.3", "platform": "vscode", "language": "ko"},
+        }
+        task = {"task_id": f"task-{rng.randrange(50000)}", "api_provider": PROVIDERS[m], "model": MODELS[m]}
+        kind = i % 10
+        if kind < 4:
+            event = {**base, "event_type": "task.tokens", "properties": {**task, "tokens_in": 1200, "tokens_out": 300, "cached_tokens": 800, "cost": 0.0123}}
+        elif kind < 6:
+            event = {**base, "event_type": "task.conversation_turn", "properties": {**task, "source": "assistant", "turn": i % 30}}
+        elif kind == 6:
+            event = {**base, "event_type": "task.tool_used", "properties": {**task, "tool": "read_file", "autoApproved": True, "success": True, "path": "/home/dev/app.py"}}
+        elif kind == 7:
+            event = {**base, "event_type": "task.created", "properties": {**task, "mode": "act", "context_size": 200000}}
+        elif kind == 8:
+            event = {**base, "event_type": "task.provider_api_error", "properties": {**task, "error_type": "429", "status_code": 429, "error_message": "Rate limited for key sk-ant-api03-XXXXXXXXXXXXXXXXXXXX, retry after 20s"}}
+        else:
+            event = {**base, "event_type": "task.focus_chain_progress_update", "properties": {"task_id": task["task_id"]}}
+        out.append(event)
+    return out
+
+
+def run_client_events(events: list[dict[str, Any]], parse: bool) -> float:
+    scrubber = ClientEventScrubber(engine(), InMemoryConsentStore())
+    payloads = [orjson.dumps(e) for e in events] if parse else None
+    report = ScrubReport()
+    gc.collect()
+    started = time.perf_counter()
+    if payloads is not None:
+        for payload in payloads:
+            scrubber.scrub(orjson.loads(payload), report)
+    else:
+        for event in events:
+            scrubber.scrub(event, report)
+    return len(events) / (time.perf_counter() - started)
+
+
+def run_otlp(records: int) -> float:
+    provider = TracerProvider(resource=RESOURCE)
+    tracer = provider.get_tracer("caret.llm_proxy")
+    spans = []
+    for i in range(512):
+        span = tracer.start_span(f"chat {MODELS[i % 5]}", attributes=span_attributes(i))
+        span.end()
+        spans.append(span)
+    template = encode_spans(spans)  # type: ignore[arg-type]
+    batches = max(1, records // 512)
+    requests = [copy.deepcopy(template) for _ in range(batches)]
+    privacy, consent, report = engine(), InMemoryConsentStore(), ScrubReport()
+    gc.collect()
+    started = time.perf_counter()
+    for request in requests:
+        scrub_trace_request(request, privacy, consent, report)
+    return batches * 512 / (time.perf_counter() - started)
+
+
+@dataclass
+class Results:
+    rates: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, rate: float) -> None:
+        self.rates.setdefault(name, []).append(rate)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.rates[name])
+
+
+def overhead(plain: float, privacy: float) -> float:
+    """Extra time per record, relative to the plain SDK."""
+    return plain / privacy - 1
+
+
+def report(results: Results, rounds: int, records: int) -> str:
+    spans_plain, spans_privacy = results.median("spans_plain"), results.median("spans_privacy")
+    logs_plain, logs_privacy = results.median("logs_plain"), results.median("logs_privacy")
+    span_overhead = overhead(spans_plain, spans_privacy)
+    log_overhead = overhead(logs_plain, logs_privacy)
+
+    def verdict(value: float) -> str:
+        return "meets" if value <= TARGET_OVERHEAD else "misses"
+
+    return f"""## In-process privacy overhead (`bench/privacy_overhead.py`)
+
+The OTel Python SDK with and without the privacy processors of `caret_otel.processors.sdk`
+(wired by `install_privacy`), same run, {rounds} interleaved rounds of {records:,} records
+each, medians. Both modes export through the SDK's batch processor to an exporter that
+encodes every batch to OTLP protobuf and discards it (no network). Records look like a
+Caret service's: GenAI attributes, a user id (pseudonymised), an unknown key (dropped), an
+event on one span in four, an error status on one in ten.
+
+| signal | plain SDK | SDK + privacy | privacy / plain | overhead | target ≤ {TARGET_OVERHEAD:.0%} |
+|---|---:|---:|---:|---:|---|
+| spans | {spans_plain:,.0f}/s | {spans_privacy:,.0f}/s | {spans_privacy / spans_plain:.3f} | {span_overhead:+.1%} | {verdict(span_overhead)} |
+| logs | {logs_plain:,.0f}/s | {logs_privacy:,.0f}/s | {logs_privacy / logs_plain:.3f} | {log_overhead:+.1%} | {verdict(log_overhead)} |
+
+The privacy engine on its own (one core, no SDK):
+
+| input | rate |
+|---|---:|
+| Caret client events, `ClientEventScrubber.scrub` (validation, mapping, pseudonyms, redaction, consent) | {results.median("events"):,.0f} events/s |
+| the same with `orjson.loads` of each event first | {results.median("events_json"):,.0f} events/s |
+| OTLP spans, `scrub_trace_request` on 512-span requests | {results.median("otlp"):,.0f} spans/s |
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    # Queues big enough for a whole round: both modes must export every record, or the
+    # mode that falls behind would look faster by dropping work.
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(args.records + 1)
+    os.environ["OTEL_BLRP_MAX_QUEUE_SIZE"] = str(args.records + 1)
+    events = client_events(args.records)
+    results = Results()
+    steps: list[tuple[str, Callable[[], float]]] = [
+        ("spans_plain", lambda: run_spans(False, args.records)),
+        ("spans_privacy", lambda: run_spans(True, args.records)),
+        ("logs_plain", lambda: run_logs(False, args.records)),
+        ("logs_privacy", lambda: run_logs(True, args.records)),
+        ("events", lambda: run_client_events(events, parse=False)),
+        ("events_json", lambda: run_client_events(events, parse=True)),
+        ("otlp", lambda: run_otlp(args.records)),
+    ]
+    for step in steps:  # warm-up: imports, caches, allocator
+        step[1]()
+    for number in range(1, args.rounds + 1):
+        order = steps if number % 2 else steps[::-1]  # alternate so neither mode always goes first
+        for name, step in order:
+            results.add(name, step())
+        print(
+            f"round {number}/{args.rounds}: "
+            + ", ".join(f"{name} {results.rates[name][-1]:,.0f}/s" for name, _ in steps),
+            flush=True,
+        )
+    text = report(results, args.rounds, args.records)
+    print(text)
+    if not args.no_write:
+        import benchreport
+
+        benchreport.write_section(SECTION, text)
+        print(f"wrote section {SECTION} of {benchreport.BENCHMARKS_MD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Realistic, deterministic Caret traffic for the local stack, the demo and the tests."""

@@ -1,0 +1,382 @@
+"""OTLP log records (business events) to ``raw.events`` rows.
+
+A record becomes one row: typed columns for the dimensions and measures the rollups use,
+every other registry attribute in ``attrs``. The exporter is the last stop before
+PostgreSQL, so it applies the privacy policy once more (fail closed): attributes that
+are not in the registry or are forbidden are dropped, coarse values that are not
+coarse are dropped, and a record whose pseudonymous attribute is not a pseudonym is
+refused rather than stored with a raw identifier.
+
+Records are refused one by one (OTLP partial success), never silently: each refusal has
+a reason (a label of the ``caret_exporter_rejected_records_total`` metric) and the
+first few messages go back to the sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from caret_otel.processors.pseudonyms import is_pseudonym
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events
+from caret_otel.semconv.policy import Policy, load_policy
+
+from .otlp_values import JsonValue, any_value, contains_nul, time_from_unix_nano
+
+EVENT_COLUMNS: Final = (
+    "event_id",
+    "event_ts",
+    "event_name",
+    "user_pseudonym",
+    "session_id",
+    "plan",
+    "country",
+    "continent",
+    "provider",
+    "model",
+    "feature",
+    "feature_action",
+    "language",
+    "client_version",
+    "platform",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cache_read",
+    "tokens_cache_write",
+    "credits",
+    "latency_s",
+    "error_type",
+    "attrs",
+)
+_INDEX: Final = {name: i for i, name in enumerate(EVENT_COLUMNS)}
+
+# Attribute -> column, by the column's type. Values of another type stay in ``attrs``.
+TEXT_COLUMNS: Final = {
+    attrs.ENDUSER_PSEUDO_ID: "user_pseudonym",
+    attrs.SESSION_ID: "session_id",
+    attrs.CARET_PLAN_NAME: "plan",
+    attrs.GEO_COUNTRY_ISO_CODE: "country",
+    attrs.GEO_CONTINENT_CODE: "continent",
+    attrs.GEN_AI_PROVIDER_NAME: "provider",
+    attrs.GEN_AI_REQUEST_MODEL: "model",
+    attrs.CARET_FEATURE_NAME: "feature",
+    attrs.CARET_FEATURE_ACTION: "feature_action",
+    attrs.CARET_CLIENT_LANGUAGE: "language",
+    attrs.CARET_CLIENT_VERSION: "client_version",
+    attrs.CARET_CLIENT_PLATFORM: "platform",
+    attrs.ERROR_TYPE: "error_type",
+}
+INTEGER_COLUMNS: Final = {
+    attrs.GEN_AI_USAGE_INPUT_TOKENS: "tokens_in",
+    attrs.GEN_AI_USAGE_OUTPUT_TOKENS: "tokens_out",
+    attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: "tokens_cache_read",
+    attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: "tokens_cache_write",
+}
+NUMBER_COLUMNS: Final = {
+    attrs.CARET_CREDITS_AMOUNT: "credits",
+}
+# latency_s: the provider call's duration, else the task's (one of them per event).
+LATENCY_ATTRIBUTES: Final = (attrs.CARET_API_DURATION, attrs.CARET_TASK_DURATION)
+
+BUSINESS_EVENTS: Final = {spec.name: spec for spec in events.ALL if spec.business}
+
+_COARSE_PATTERNS: Final = {
+    "country_code": re.compile(r"^[A-Z]{2}$"),
+    "continent_code": re.compile(r"^(AF|AN|AS|EU|NA|OC|SA)$"),
+}
+# Refusal reasons (label values of the rejected-records metric).
+UNKNOWN_EVENT: Final = "unknown_event"
+NO_TIMESTAMP: Final = "no_timestamp"
+OUTSIDE_WINDOW: Final = "outside_retention_window"
+NOT_PSEUDONYMIZED: Final = "not_pseudonymized"
+INVALID_VALUE: Final = "invalid_value"
+MAX_MESSAGES: Final = 5
+
+
+@dataclass(frozen=True)
+class AcceptWindow:
+    """Event times the raw tier can hold: from the start of the oldest retained UTC day
+    to a little after now (client clocks run ahead).
+
+    An older event would land in a partition the retention job has dropped (or is about
+    to), and it could no longer be deduplicated against its first delivery.
+    """
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def at(
+        cls, now: datetime, raw_days: int, future_skew: timedelta = timedelta(days=1)
+    ) -> AcceptWindow:
+        first_day = (now - timedelta(days=raw_days)).date()
+        earliest = datetime(first_day.year, first_day.month, first_day.day, tzinfo=now.tzinfo)
+        return cls(earliest=earliest, latest=now + future_skew)
+
+    def __contains__(self, ts: datetime) -> bool:
+        return self.earliest <= ts < self.latest
+
+
+@dataclass
+class Refusals:
+    """Records refused so far, by reason, with the first few messages."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, reason: str, message: str, count: int = 1) -> None:
+        self.counts[reason] += count
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(message)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def merge(self, other: Refusals) -> None:
+        for reason, count in other.counts.items():
+            self.counts[reason] += count
+        for message in other.messages:
+            if len(self.messages) < MAX_MESSAGES:
+                self.messages.append(message)
+
+    def summary(self) -> str:
+        """One line for the OTLP partial-success ``error_message``."""
+        if not self.counts:
+            return ""
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.counts.items()))
+        return f"{self.total} record(s) refused ({reasons}): " + "; ".join(self.messages)
+
+
+@dataclass
+class DecodedEvents:
+    rows: list[tuple[Any, ...]]
+    refusals: Refusals
+    dropped_attributes: Counter[str]
+    """Attributes removed by the privacy policy, by reason (unknown, forbidden, not_coarse)."""
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def fallback_event_id(record: LogRecord) -> str:
+    """Deterministic id of a record without ``caret.event.id``: the same bytes on every
+    redelivery give the same id."""
+    return "sha256:" + hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest()
+
+
+# What the builder does with one attribute key: (action, target, kind, check, pattern).
+_DROP_UNKNOWN, _DROP_FORBIDDEN, _EVENT_ID, _COLUMN, _LATENCY, _EXTRA = range(6)
+_TEXT, _INTEGER, _NUMBER, _ANY = range(4)
+_NO_CHECK, _PSEUDONYM, _COARSE = range(3)
+_Plan = tuple[int, int, int, int, re.Pattern[str] | None]
+
+
+def _attribute_plans(policy: Policy) -> dict[str, _Plan]:
+    """One dispatch entry per registry attribute, computed once per policy: the hot loop
+    does a single dict lookup per attribute."""
+    plans: dict[str, _Plan] = {}
+    columns = [
+        *((key, _INDEX[col], _TEXT) for key, col in TEXT_COLUMNS.items()),
+        *((key, _INDEX[col], _INTEGER) for key, col in INTEGER_COLUMNS.items()),
+        *((key, _INDEX[col], _NUMBER) for key, col in NUMBER_COLUMNS.items()),
+    ]
+    targets = {key: (index, kind) for key, index, kind in columns}
+    for key, rule in policy.attributes.items():
+        check, pattern = _NO_CHECK, None
+        if rule.privacy == "pseudonymous":
+            check = _PSEUDONYM
+        elif rule.privacy == "coarse" and rule.coarse in _COARSE_PATTERNS:
+            check, pattern = _COARSE, _COARSE_PATTERNS[rule.coarse]
+        if rule.privacy == "forbidden":
+            plans[key] = (_DROP_FORBIDDEN, 0, _ANY, _NO_CHECK, None)
+        elif key == attrs.CARET_EVENT_ID:
+            plans[key] = (_EVENT_ID, 0, _TEXT, check, pattern)
+        elif key in targets:
+            index, kind = targets[key]
+            plans[key] = (_COLUMN, index, kind, check, pattern)
+        elif key in LATENCY_ATTRIBUTES:
+            plans[key] = (_LATENCY, LATENCY_ATTRIBUTES.index(key), _NUMBER, check, pattern)
+        else:
+            plans[key] = (_EXTRA, 0, _ANY, check, pattern)
+    return plans
+
+
+class EventRowBuilder:
+    """Turns log records into rows under one privacy policy and accept window."""
+
+    def __init__(self, window: AcceptWindow, policy: Policy | None = None) -> None:
+        self.window = window
+        self.policy = policy or load_policy()
+        self._plans = _plans_for(self.policy)
+
+    def decode(self, request: ExportLogsServiceRequest) -> DecodedEvents:
+        rows: list[tuple[Any, ...]] = []
+        refusals = Refusals()
+        dropped: Counter[str] = Counter()
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    try:
+                        rows.append(self.row(record, dropped))
+                    except _Refused as refused:
+                        refusals.add(refused.reason, refused.message)
+        return DecodedEvents(rows, refusals, dropped)
+
+    def row(self, record: LogRecord, dropped: Counter[str]) -> tuple[Any, ...]:
+        name = record.event_name
+        spec = BUSINESS_EVENTS.get(name)
+        if spec is None:
+            raise _Refused(
+                UNKNOWN_EVENT,
+                f"event_name {name!r} is not a business event of the registry"
+                if name
+                else "log record has no event_name (only business events are stored)",
+            )
+        nanos = record.time_unix_nano or record.observed_time_unix_nano
+        if not nanos:
+            raise _Refused(
+                NO_TIMESTAMP, f"{name}: neither time_unix_nano nor observed_time_unix_nano is set"
+            )
+        event_ts = time_from_unix_nano(nanos)
+        if event_ts not in self.window:
+            raise _Refused(
+                OUTSIDE_WINDOW,
+                f"{name}: time {event_ts.isoformat()} is outside the accepted window "
+                f"[{self.window.earliest.isoformat()}, {self.window.latest.isoformat()})",
+            )
+
+        row: list[Any] = [None] * len(EVENT_COLUMNS)
+        extra: dict[str, JsonValue] = {}
+        event_id: str | None = None
+        latency: list[tuple[int, str, float]] = []
+        plans = self._plans
+        for kv in record.attributes:
+            key = kv.key
+            plan = plans.get(key)
+            if plan is None:
+                dropped["unknown"] += 1
+                continue
+            action, target, kind, check, pattern = plan
+            if action == _DROP_FORBIDDEN:
+                dropped["forbidden"] += 1
+                continue
+            any_v = kv.value
+            which = any_v.WhichOneof("value")
+            value: JsonValue
+            if which == "string_value":
+                value = any_v.string_value
+                if "\x00" in value:
+                    raise _Refused(INVALID_VALUE, f"{name}: attribute {key} contains a NUL character")
+            elif which == "int_value":
+                value = any_v.int_value
+            elif which == "double_value":
+                value = any_v.double_value
+            else:
+                value = any_value(any_v)
+                if contains_nul(value):
+                    raise _Refused(INVALID_VALUE, f"{name}: attribute {key} contains a NUL character")
+            if check == _PSEUDONYM:
+                if not (type(value) is str and is_pseudonym(value)):
+                    raise _Refused(
+                        NOT_PSEUDONYMIZED,
+                        f"attribute {key} is pseudonymous but its value is not a keyed pseudonym "
+                        "(the privacy processor did not run on this record)",
+                    )
+            elif check == _COARSE:
+                assert pattern is not None
+                if not (type(value) is str and pattern.match(value)):
+                    dropped["not_coarse"] += 1
+                    continue
+            value_type = type(value)
+            if action == _COLUMN:
+                if kind == _TEXT and value_type is str:
+                    row[target] = value
+                    continue
+                if kind == _INTEGER and value_type is int:
+                    row[target] = value
+                    continue
+                if kind == _NUMBER and (value_type is float or value_type is int):
+                    row[target] = _finite(name, key, value)
+                    continue
+            elif action == _EVENT_ID:
+                if value_type is str and value:
+                    event_id = value  # type: ignore[assignment]
+                    continue
+            elif action == _LATENCY and (value_type is float or value_type is int):
+                latency.append((target, key, _finite(name, key, value)))
+                continue
+            if value_type is float:
+                _finite(name, key, value)
+            extra[key] = value  # a value of another type than its column stays here
+
+        if latency:
+            latency.sort()
+            row[_LATENCY_INDEX] = latency[0][2]
+            for _, key, seconds in latency[1:]:
+                extra[key] = seconds  # the other duration, if both were sent
+        if row[_FEATURE_INDEX] is None and spec.feature is not None:
+            row[_FEATURE_INDEX] = spec.feature
+        if row[_ACTION_INDEX] is None and spec.action is not None:
+            row[_ACTION_INDEX] = spec.action
+
+        row[0] = event_id or fallback_event_id(record)
+        row[1] = event_ts
+        row[2] = name
+        row[_ATTRS_INDEX] = orjson.dumps(extra).decode() if extra else "{}"
+        return tuple(row)
+
+
+_PLANS: dict[int, tuple[Policy, dict[str, _Plan]]] = {}
+
+
+def _plans_for(policy: Policy) -> dict[str, _Plan]:
+    """The dispatch table of ``policy``, built once per policy object (kept alive here
+    so its id cannot be reused)."""
+    entry = _PLANS.get(id(policy))
+    if entry is None:
+        entry = _PLANS[id(policy)] = (policy, _attribute_plans(policy))
+    return entry[1]
+
+
+_LATENCY_INDEX: Final = _INDEX["latency_s"]
+_FEATURE_INDEX: Final = _INDEX["feature"]
+_ACTION_INDEX: Final = _INDEX["feature_action"]
+_ATTRS_INDEX: Final = _INDEX["attrs"]
+assert EVENT_COLUMNS[:3] == ("event_id", "event_ts", "event_name")
+
+
+def _finite(event: str, key: str, value: JsonValue) -> float:
+    assert isinstance(value, int | float)
+    number = float(value)
+    if not math.isfinite(number):
+        raise _Refused(INVALID_VALUE, f"{event}: attribute {key} is {number}, not a finite number")
+    return number
+
+
+def decode_events(
+    requests: Iterable[ExportLogsServiceRequest], builder: EventRowBuilder
+) -> DecodedEvents:
+    """Decode several requests into one batch (used by the benchmark and tests)."""
+    merged = DecodedEvents([], Refusals(), Counter())
+    for request in requests:
+        part = builder.decode(request)
+        merged.rows.extend(part.rows)
+        merged.refusals.merge(part.refusals)
+        merged.dropped_attributes.update(part.dropped_attributes)
+    return merged

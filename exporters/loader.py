@@ -1,0 +1,229 @@
+"""Idempotent bulk load: ``COPY`` into a staging table, then one ``INSERT … SELECT …
+ON CONFLICT DO NOTHING`` into the partitioned table, in one transaction.
+
+For events, the keys actually inserted (never a redelivered duplicate) go to
+``raw.rollup_batches`` (one row per transaction) in the same statement, so the rollup
+job folds every event in exactly once. Events of users deleted on request are dropped up to the deletion time
+(a Collector's persistent queue may deliver them after the deletion).
+
+A batch that PostgreSQL refuses for its content (a data or constraint error) is split
+and loaded row by row, so one bad record is refused on its own (OTLP partial success)
+instead of failing the whole request forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from .event_rows import EVENT_COLUMNS, Refusals
+from .locks import FORGET_LOCK_KEY
+from .metric_rows import METRIC_COLUMNS
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[Any]
+FORGOTTEN_USER: Final = "deleted_user"
+DB_REFUSED: Final = "refused_by_database"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A partitioned table, its staging table and the columns a row tuple holds."""
+
+    table: str
+    staging: str
+    columns: tuple[str, ...]
+    time_column: str
+    conflict_key: tuple[str, ...]
+    enqueue_for_rollup: bool
+
+
+EVENTS: Final = Target(
+    table="raw.events",
+    staging="staging_events",
+    columns=EVENT_COLUMNS,
+    time_column="event_ts",
+    conflict_key=("event_id", "event_ts"),
+    enqueue_for_rollup=True,
+)
+METRIC_POINTS: Final = Target(
+    table="raw.metric_points",
+    staging="staging_metric_points",
+    columns=METRIC_COLUMNS,
+    time_column="point_ts",
+    conflict_key=("metric_name", "series_hash", "start_ts", "point_ts"),
+    enqueue_for_rollup=False,
+)
+
+
+@dataclass
+class StoreResult:
+    received: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    refusals: Refusals = field(default_factory=Refusals)
+
+
+class PartitionCache:
+    """Partitions known to exist, so ``meta.ensure_partition`` runs once per new day."""
+
+    def __init__(self) -> None:
+        self._known: set[tuple[str, date]] = set()
+
+    def ensure(self, conn: Connection, table: str, days: Iterable[date]) -> None:
+        missing = sorted({d for d in days if (table, d) not in self._known})
+        for day in missing:
+            # Outside the load transaction: creating a partition locks the parent table.
+            conn.execute("SELECT meta.ensure_partition(%s, %s)", (table, day))
+            self._known.add((table, day))
+
+    def clear(self) -> None:
+        self._known.clear()
+
+
+def _is_missing_partition(exc: psycopg.Error) -> bool:
+    return isinstance(exc, psycopg.errors.CheckViolation) and "no partition" in str(exc)
+
+
+def _staging_sql(target: Target) -> sql.Composed:
+    cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
+    return sql.SQL(
+        "SELECT pg_advisory_xact_lock_shared({lock});"
+        "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS"
+        " SELECT {cols} FROM {table} WITH NO DATA"
+    ).format(
+        lock=sql.Literal(FORGET_LOCK_KEY),
+        staging=sql.Identifier(target.staging),
+        cols=cols,
+        table=sql.SQL(target.table),
+    )
+
+
+_DROP_FORGOTTEN: Final = sql.SQL(
+    "DELETE FROM {staging} s USING privacy.forgotten_pseudonyms f"
+    " WHERE s.user_pseudonym IS NOT NULL"
+    " AND f.digest = encode(sha256(convert_to(s.user_pseudonym, 'UTF8')), 'hex')"
+    " AND s.event_ts <= f.forgotten_at"
+)
+
+
+def _insert_sql(target: Target) -> sql.Composed:
+    cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
+    insert = sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
+    ).format(table=sql.SQL(target.table), cols=cols, staging=sql.Identifier(target.staging))
+    if not target.enqueue_for_rollup:
+        return insert
+    return sql.SQL(
+        "WITH inserted AS ({insert} RETURNING event_id, event_ts)"
+        " INSERT INTO raw.rollup_batches (event_ids, event_tss)"
+        " SELECT array_agg(event_id), array_agg(event_ts) FROM inserted HAVING count(*) > 0"
+        " RETURNING cardinality(event_ids)"
+    ).format(insert=insert)
+
+
+class Loader:
+    """Writes decoded rows; one instance per process (it caches known partitions)."""
+
+    def __init__(self) -> None:
+        self.partitions = PartitionCache()
+        self._staging = {t.table: _staging_sql(t) for t in (EVENTS, METRIC_POINTS)}
+        self._insert = {t.table: _insert_sql(t) for t in (EVENTS, METRIC_POINTS)}
+        self._copy = {
+            t.table: sql.SQL("COPY {staging} ({cols}) FROM STDIN").format(
+                staging=sql.Identifier(t.staging),
+                cols=sql.SQL(", ").join(map(sql.Identifier, t.columns)),
+            )
+            for t in (EVENTS, METRIC_POINTS)
+        }
+
+    def store_events(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> StoreResult:
+        return self._store(conn, EVENTS, rows)
+
+    def store_metric_points(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> StoreResult:
+        return self._store(conn, METRIC_POINTS, rows)
+
+    def _store(
+        self, conn: Connection, target: Target, rows: Sequence[tuple[Any, ...]]
+    ) -> StoreResult:
+        """Store ``rows`` (autocommit connection); refused rows are reported, not raised."""
+        if not rows:
+            return StoreResult()
+        try:
+            return self._store_with_partitions(conn, target, rows)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            if len(rows) == 1:
+                result = StoreResult(received=1)
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                result.refusals.add(DB_REFUSED, f"PostgreSQL refused a record: {detail}")
+                log.warning("PostgreSQL refused a %s row: %s", target.table, detail)
+                return result
+            log.warning(
+                "PostgreSQL refused a batch of %d %s rows (%s); loading them one by one",
+                len(rows),
+                target.table,
+                type(exc).__name__,
+            )
+            total = StoreResult()
+            for row in rows:
+                part = self._store(conn, target, [row])
+                total.received += part.received
+                total.inserted += part.inserted
+                total.duplicates += part.duplicates
+                total.refusals.merge(part.refusals)
+            return total
+
+    def _store_with_partitions(
+        self, conn: Connection, target: Target, rows: Sequence[tuple[Any, ...]]
+    ) -> StoreResult:
+        time_index = target.columns.index(target.time_column)
+        days = {_utc_day(row[time_index]) for row in rows}
+        self.partitions.ensure(conn, target.table, days)
+        try:
+            return self._store_once(conn, target, rows)
+        except psycopg.errors.CheckViolation as exc:
+            if not _is_missing_partition(exc):
+                raise
+            # The retention job dropped a partition this process thought existed.
+            self.partitions.clear()
+            self.partitions.ensure(conn, target.table, days)
+            return self._store_once(conn, target, rows)
+
+    def _store_once(
+        self, conn: Connection, target: Target, rows: Sequence[tuple[Any, ...]]
+    ) -> StoreResult:
+        result = StoreResult(received=len(rows))
+        with conn.transaction():
+            conn.execute(self._staging[target.table])
+            with conn.cursor() as cur:
+                with cur.copy(self._copy[target.table]) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                if target.enqueue_for_rollup:
+                    cur.execute(_DROP_FORGOTTEN.format(staging=sql.Identifier(target.staging)))
+                    if cur.rowcount > 0:
+                        result.refusals.add(
+                            FORGOTTEN_USER,
+                            f"{cur.rowcount} event(s) of users deleted on request, "
+                            "dated before the deletion",
+                            count=cur.rowcount,
+                        )
+                cur.execute(self._insert[target.table])
+                if target.enqueue_for_rollup:
+                    queued = cur.fetchone()
+                    result.inserted = int(queued[0]) if queued else 0
+                else:
+                    result.inserted = max(cur.rowcount, 0)
+        result.duplicates = result.received - result.refusals.total - result.inserted
+        return result
+
+
+def _utc_day(ts: datetime) -> date:
+    return ts.date()  # rows carry UTC datetimes (see otlp_values.time_from_unix_nano)

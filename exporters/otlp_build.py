@@ -1,0 +1,61 @@
+"""Build OTLP requests holding business events, the way the gateway sends them.
+
+For the benchmark, the tests and anyone who wants to feed the exporter by hand:
+``logs_request([event_record(name, ts, {attr: value, ...}), ...])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from .otlp_values import EPOCH
+
+Scalar = str | bool | int | float
+AttributeValue = Scalar | Sequence[Scalar]
+
+
+def any_value(value: AttributeValue) -> AnyValue:
+    out = AnyValue()
+    if isinstance(value, bool):
+        out.bool_value = value
+    elif isinstance(value, int):
+        out.int_value = value
+    elif isinstance(value, float):
+        out.double_value = value
+    elif isinstance(value, str):
+        out.string_value = value
+    else:
+        out.array_value.values.extend(any_value(v) for v in value)
+    return out
+
+
+def unix_nano(ts: datetime) -> int:
+    delta = ts - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def event_record(
+    event_name: str, ts: datetime, attributes: Mapping[str, AttributeValue]
+) -> LogRecord:
+    """A log record for one business event at ``ts`` (an aware datetime)."""
+    record = LogRecord(event_name=event_name, time_unix_nano=unix_nano(ts))
+    record.observed_time_unix_nano = record.time_unix_nano
+    record.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in attributes.items())
+    return record
+
+
+def logs_request(
+    records: Iterable[LogRecord], resource: Mapping[str, AttributeValue] | None = None
+) -> ExportLogsServiceRequest:
+    """One request, one resource, one scope holding ``records``."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    for key, value in (resource or {}).items():
+        resource_logs.resource.attributes.append(KeyValue(key=key, value=any_value(value)))
+    resource_logs.scope_logs.add().log_records.extend(records)
+    return request

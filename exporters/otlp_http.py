@@ -1,0 +1,126 @@
+"""OTLP/HTTP request bodies in, OTLP responses out (protobuf or JSON, gzip).
+
+Follows the OTLP/HTTP specification: the response uses the request's encoding; a
+request that cannot be decoded is answered 400 with a ``google.rpc.Status``; records
+refused one by one are reported in ``partial_success`` of a 200 answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from typing import Any, Final, TypeVar
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+
+PROTOBUF: Final = "application/x-protobuf"
+JSON: Final = "application/json"
+MAX_BODY_BYTES: Final = 32 << 20
+"""Largest request body accepted as sent (a Collector batch is far smaller)."""
+MAX_INFLATED_BYTES: Final = 128 << 20
+"""Largest body after gunzip (defuses gzip bombs)."""
+_ID_FIELDS: Final = frozenset({"traceId", "spanId"})
+
+M = TypeVar("M", bound=Message)
+
+
+class PayloadError(Exception):
+    """The request cannot be taken as sent: answer ``status`` with ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def media_type(content_type: str | None) -> str:
+    """The OTLP encoding named by a Content-Type header (415 for anything else)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in (PROTOBUF, JSON):
+        return media
+    raise PayloadError(
+        415,
+        f"Content-Type {content_type or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}",
+    )
+
+
+def inflate(
+    body: bytes, content_encoding: str | None, *, max_bytes: int = MAX_INFLATED_BYTES
+) -> bytes:
+    """The body without its Content-Encoding (gzip or none), at most ``max_bytes``."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise PayloadError(415, f"Content-Encoding {content_encoding!r} is not supported; use gzip")
+    out = bytearray()
+    remaining = body
+    while True:  # a gzip stream may hold several members
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(remaining, max_bytes + 1 - len(out))
+        except zlib.error as exc:
+            raise PayloadError(400, f"body is not valid gzip ({exc})") from None
+        if len(out) > max_bytes or inflater.unconsumed_tail:
+            raise PayloadError(413, f"gzip body inflates beyond {max_bytes} bytes")
+        if not inflater.eof:
+            raise PayloadError(400, "gzip body is truncated")
+        remaining = inflater.unused_data
+        if not remaining:
+            return bytes(out)
+
+
+def _hex_ids_to_base64(node: Any) -> None:
+    """OTLP/JSON writes trace and span ids in hex; protobuf's JSON mapping wants base64."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_FIELDS and isinstance(value, str) and value:
+                try:
+                    node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
+                except ValueError:
+                    raise PayloadError(400, f"{key} {value!r} is not hex") from None
+            else:
+                _hex_ids_to_base64(value)
+    elif isinstance(node, list):
+        for item in node:
+            _hex_ids_to_base64(item)
+
+
+def decode(body: bytes, media: str, message_type: type[M]) -> M:
+    """Parse an (inflated) OTLP request body; 400 when it is not a valid message."""
+    message = message_type()
+    if media == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            raise PayloadError(
+                400, f"body is not a valid {message_type.__name__} ({exc})"
+            ) from None
+        return message
+    try:
+        document = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(400, f"body is not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise PayloadError(400, f"body must be a JSON object ({message_type.__name__})")
+    _hex_ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
+        raise PayloadError(400, f"body is not a valid {message_type.__name__} ({exc})") from None
+    return message
+
+
+def encode(message: Message, media: str) -> bytes:
+    if media == PROTOBUF:
+        return message.SerializeToString()
+    return orjson.dumps(json_format.MessageToDict(message))
+
+
+def error_body(code: int, message: str, media: str) -> bytes:
+    """A ``google.rpc.Status`` body (the OTLP/HTTP error payload)."""
+    return encode(Status(code=code, message=message), media)

@@ -1,0 +1,261 @@
+"""Caret client events: validated, mapped to registry attributes, scrubbed, consent-checked."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from caret_otel.processors import report as reasons
+from caret_otel.processors.client_events import ClientEventError, ClientEventScrubber
+from caret_otel.processors.consent import InMemoryConsentStore
+from caret_otel.processors.engine import PrivacyEngine
+from caret_otel.processors.pseudonyms import Pseudonymizer
+from caret_otel.processors.report import ScrubReport
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events
+
+# The example of section 2.1 of the telemetry plan, plus a task id.
+PLAN_EXAMPLE: dict[str, Any] = {
+    "event_type": "task.created",
+    "user_id_hash": "hashed_user_id",
+    "session_id": "session_uuid",
+    "timestamp": "2025-01-11T10:00:00Z",
+    "properties": {
+        "api_provider": "anthropic",
+        "model": "claude-sonnet-4",
+        "context_size": 128000,
+        "task_id": "01JH0000000000000000000000",
+    },
+    "client_info": {"version": "1.0.0", "platform": "vscode", "language": "ko"},
+}
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(PLAN_EXAMPLE)
+    raw.update(changes)
+    return raw
+
+
+@pytest.fixture
+def scrubber(engine: PrivacyEngine, consent: InMemoryConsentStore) -> ClientEventScrubber:
+    return ClientEventScrubber(engine, consent)
+
+
+def test_plan_example_maps_to_registry_attributes(
+    scrubber: ClientEventScrubber, pseudonymizer: Pseudonymizer, report: ScrubReport
+) -> None:
+    out = scrubber.scrub(PLAN_EXAMPLE, report, country="kr")
+    assert out is not None
+    assert out.spec is events.CARET_TASK_CREATED
+    assert out.timestamp == datetime(2025, 1, 11, 10, tzinfo=UTC)
+    event_id = out.attributes.pop(attrs.CARET_EVENT_ID)
+    assert isinstance(event_id, str)
+    assert len(event_id) == 32
+    assert out.attributes == {
+        attrs.CARET_EVENT_CLIENT_TYPE: "task.created",
+        attrs.ENDUSER_PSEUDO_ID: pseudonymizer.pseudonymize("hashed_user_id"),
+        attrs.SESSION_ID: pseudonymizer.pseudonymize("session_uuid"),
+        attrs.GEN_AI_PROVIDER_NAME: "anthropic",
+        attrs.GEN_AI_REQUEST_MODEL: "claude-sonnet-4",
+        attrs.CARET_CONTEXT_WINDOW_SIZE: 128000,
+        attrs.CARET_TASK_ID: pseudonymizer.pseudonymize("01JH0000000000000000000000"),
+        attrs.CARET_CLIENT_VERSION: "1.0.0",
+        attrs.CARET_CLIENT_PLATFORM: "vscode",
+        attrs.CARET_CLIENT_LANGUAGE: "ko",
+        attrs.GEO_COUNTRY_ISO_CODE: "KR",
+        attrs.GEO_CONTINENT_CODE: "AS",
+    }
+    assert report.total_dropped == 0
+
+
+def test_event_id_is_deterministic_and_content_bound(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    first = scrubber.scrub(PLAN_EXAMPLE, report)
+    retry = scrubber.scrub(copy.deepcopy(PLAN_EXAMPLE), report)
+    reordered = scrubber.scrub(dict(reversed(list(PLAN_EXAMPLE.items()))), report)
+    later = scrubber.scrub(event(timestamp="2025-01-11T10:00:01Z"), report)
+    assert first is not None and retry is not None and reordered is not None and later is not None
+    ids = [e.attributes[attrs.CARET_EVENT_ID] for e in (first, retry, reordered, later)]
+    assert ids[0] == ids[1] == ids[2]
+    assert ids[3] != ids[0]
+
+
+def test_event_id_needs_the_key(engine: PrivacyEngine, report: ScrubReport) -> None:
+    from unit.privacy.conftest import KEY_2, make_pseudonymizer
+
+    other = ClientEventScrubber(
+        PrivacyEngine(engine.policy, make_pseudonymizer(KEY_2)), InMemoryConsentStore()
+    )
+    ours = ClientEventScrubber(engine, InMemoryConsentStore()).scrub(PLAN_EXAMPLE, report)
+    theirs = other.scrub(PLAN_EXAMPLE, report)
+    assert ours is not None and theirs is not None
+    assert ours.attributes[attrs.CARET_EVENT_ID] != theirs.attributes[attrs.CARET_EVENT_ID]
+
+
+def test_forbidden_unknown_and_misplaced_properties_are_dropped_and_counted(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    raw = event(
+        properties={
+            **PLAN_EXAMPLE["properties"],
+            "prompt": "refactor my code",
+            "filePath": "/home/alice/app.py",
+            "favourite_colour": "blue",
+            "cost": 0.5,  # a registry attribute, but not one of task.created
+            "modelId": "gpt-4o",  # second alias of gen_ai.request.model
+            "event_id": "client-chosen",  # feeds the event hash only
+        },
+        client_info={**PLAN_EXAMPLE["client_info"], "hostname": "alice-laptop"},
+    )
+    out = scrubber.scrub(raw, report)
+    assert out is not None
+    assert out.attributes[attrs.GEN_AI_REQUEST_MODEL] == "claude-sonnet-4"
+    assert "refactor" not in str(out.attributes)
+    assert "alice" not in str(out.attributes)
+    assert report.dropped == {
+        (attrs.CARET_PROMPT_TEXT, reasons.FORBIDDEN): 1,
+        (attrs.CARET_FILE_PATH, reasons.FORBIDDEN): 1,
+        ("properties.favourite_colour", reasons.UNKNOWN): 1,
+        (attrs.CARET_API_COST, reasons.NOT_IN_EVENT): 1,
+        (attrs.GEN_AI_REQUEST_MODEL, reasons.DUPLICATE): 1,
+        ("client_info.hostname", reasons.UNKNOWN): 1,
+    }
+
+
+def test_error_messages_are_redacted(scrubber: ClientEventScrubber, report: ScrubReport) -> None:
+    raw = event(
+        event_type="task.provider_api_error",
+        properties={
+            "api_provider": "openai",
+            "error_type": "401",
+            "error_message": "bad key sk-proj-ABCDEFGHIJKLMNOPQRSTUV for bob@corp.example",
+        },
+    )
+    out = scrubber.scrub(raw, report)
+    assert out is not None
+    message = out.attributes[attrs.CARET_ERROR_MESSAGE]
+    assert message == "bad key <redacted:api_key> for <redacted:email>"
+
+
+def test_focus_chain_family_takes_its_action_from_the_suffix(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    out = scrubber.scrub(
+        event(event_type="task.focus_chain_progress_update", properties={"action": "forged"}),
+        report,
+    )
+    assert out is not None
+    assert out.spec is events.CARET_TASK_FOCUS_CHAIN
+    assert out.attributes[attrs.CARET_FEATURE_NAME] == "focus_chain"
+    assert out.attributes[attrs.CARET_FEATURE_ACTION] == "progress_update"
+    assert out.attributes[attrs.CARET_EVENT_CLIENT_TYPE] == "task.focus_chain_progress_update"
+    assert report.dropped == {(attrs.CARET_FEATURE_ACTION, reasons.SERVER_SET): 1}
+
+
+def test_opted_out_user_is_dropped_from_the_next_event(
+    engine: PrivacyEngine, pseudonymizer: Pseudonymizer, report: ScrubReport
+) -> None:
+    consent = InMemoryConsentStore()
+    scrubber = ClientEventScrubber(engine, consent)
+    assert scrubber.scrub(PLAN_EXAMPLE, report) is not None
+    consent.set_consent(pseudonymizer.all_pseudonyms("hashed_user_id"), enabled=False)
+    assert scrubber.scrub(PLAN_EXAMPLE, report) is None
+    other_user = scrubber.scrub(event(user_id_hash="someone_else"), report)
+    assert other_user is not None
+
+
+def test_consent_events_pass_and_name_the_change(
+    engine: PrivacyEngine, pseudonymizer: Pseudonymizer, report: ScrubReport
+) -> None:
+    consent = InMemoryConsentStore(pseudonymizer.all_pseudonyms("hashed_user_id"))
+    scrubber = ClientEventScrubber(engine, consent)
+    opt_in = scrubber.scrub(event(event_type="user.opt_in", properties={}), report)
+    assert opt_in is not None
+    assert opt_in.consent_change is True
+    opt_out = scrubber.scrub(event(event_type="user.opt_out", properties={}), report)
+    assert opt_out is not None
+    assert opt_out.consent_change is False
+    created = scrubber.scrub(PLAN_EXAMPLE, report)
+    assert created is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "reason"),
+    [
+        ([], "event", "JSON object"),
+        (event(event_type=None), "event_type", "required"),
+        (event(event_type="task.exploded"), "event_type", "not a known event type"),
+        (event(event_type="task.focus_chain_"), "event_type", "not a known event type"),
+        (event(user_id_hash=""), "user_id_hash", "empty"),
+        (event(user_id_hash=7), "user_id_hash", "string"),
+        (event(session_id=None), "session_id", "required"),
+        (event(timestamp="2025-01-11 10:00"), "timestamp", "RFC 3339"),
+        (event(timestamp="2025-01-11T10:00:00"), "timestamp", "offset"),
+        (event(timestamp="2025-13-11T10:00:00Z"), "timestamp", "not a valid"),
+        (event(timestamp=1736589600), "timestamp", "string"),
+        (event(properties=["x"]), "properties", "JSON object"),
+        (event(client_info=None), "client_info", "required"),
+        (
+            event(client_info={"version": "1", "platform": "vscode"}),
+            "client_info.language",
+            "required",
+        ),
+        (
+            event(client_info={"version": 1, "platform": "x", "language": "ko"}),
+            "client_info.version",
+            "string",
+        ),
+        (event(properties={"model": "x"}), "properties.task_id", "required for task.created"),
+    ],
+)
+def test_malformed_events_name_the_field(
+    scrubber: ClientEventScrubber, report: ScrubReport, raw: Any, field: str, reason: str
+) -> None:
+    with pytest.raises(ClientEventError) as caught:
+        scrubber.scrub(raw, report)
+    assert caught.value.field == field
+    assert reason in caught.value.reason
+
+
+def test_errors_never_echo_values(scrubber: ClientEventScrubber, report: ScrubReport) -> None:
+    with pytest.raises(ClientEventError) as caught:
+        scrubber.scrub(event(event_type="alice@example.com"), report)
+    assert "alice" not in str(caught.value)
+
+
+def test_timestamp_offsets_are_normalised_to_utc(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    out = scrubber.scrub(event(timestamp="2025-01-11T19:00:00.123456789+09:00"), report)
+    assert out is not None
+    assert out.timestamp == datetime(2025, 1, 11, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_invalid_country_header_is_dropped(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    out = scrubber.scrub(PLAN_EXAMPLE, report, country="XX")
+    assert out is not None
+    assert attrs.GEO_COUNTRY_ISO_CODE not in out.attributes
+    assert report.dropped == {(attrs.GEO_COUNTRY_ISO_CODE, reasons.INVALID): 1}
+
+
+def test_every_client_event_type_maps(scrubber: ClientEventScrubber, report: ScrubReport) -> None:
+    for event_type, spec in events.CLIENT_EVENTS.items():
+        out = scrubber.scrub(event(event_type=event_type), report)
+        assert out is not None
+        assert out.spec is spec
+
+
+def test_opt_out_survives_a_key_rotation(report: ScrubReport) -> None:
+    from unit.privacy.conftest import KEY_1, KEY_2, make_pseudonymizer
+
+    from caret_otel.semconv.policy import load_policy
+
+    consent = InMemoryConsentStore(make_pseudonymizer(KEY_1).all_pseudonyms("hashed_user_id"))
+    rotated = PrivacyEngine(load_policy(), make_pseudonymizer(KEY_1, KEY_2))
+    assert ClientEventScrubber(rotated, consent).scrub(PLAN_EXAMPLE, report) is None
