@@ -45,6 +45,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: the shared report writer
+import benchreport
+
 from caret_otel.semconv import events as semconv_events
 from caret_otel.semconv.policy import load_policy
 from caret_otel.stack import collector as collector_mod
@@ -384,26 +387,14 @@ def measure(target: Target, seconds: float, connections: int, items_per_request:
 # --- report -----------------------------------------------------------------------------
 
 
-def write_section(text: str) -> Path:
-    path = REPO / "docs" / "benchmarks.md"
-    begin, end = f"<!-- bench:{BENCH_NAME} -->", f"<!-- /bench:{BENCH_NAME} -->"
-    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        current = head + block + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current, encoding="utf-8")
-    return path
-
-
-def report(gateway: Result, baseline: Result, seconds: float, connections: int) -> str:
+def report(
+    gateway: Result, baseline: Result, seconds: float, connections: int, load: float, lost: str
+) -> str:
     ratio = gateway.rate / baseline.rate
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""## Gateway: client events in, OTLP out (`bench/gateway.py`)
 
-Measured {when} on {os.cpu_count()} cores; each side pinned to one core with `taskset`;
+1-minute load average {load:.1f} when the run started (other work shares the machine);
+each side pinned to one core with `taskset`;
 batches of {BATCH} events; {seconds:.0f} s per phase after a 2 s warm-up; {connections}
 connections closed-loop for the rate, then latency open-loop at 80 % of that rate
 (timed from the scheduled send, so stalls count). Rerun: `.venv/bin/python bench/gateway.py`.
@@ -415,6 +406,7 @@ connections closed-loop for the rate, then latency open-loop at 80 % of that rat
 
 **Ratio gateway / Collector: {ratio:.2f}** (events/s on one core). Targets: p99 < 50 ms
 ({"met" if gateway.p99_ms < 50 else "not met"}), >= 20,000 events/s ({"met" if gateway.rate >= 20000 else "not met"}).
+Accepted events lost on the way to the Collector during the run: {lost}.
 The gateway does more per event than the Collector's pass: it validates the client
 format, checks consent, derives a span and metrics, and answers per-event errors.
 """
@@ -433,6 +425,7 @@ def main() -> int:
         return 1
     os.sched_setaffinity(0, {int(OTHER_CORE)})  # the load generator stays off the measured core
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    load = os.getloadavg()[0]
     now = datetime.now(UTC)
     batches = [client_events(b, now) for b in range(64)]
     key = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -466,16 +459,17 @@ def main() -> int:
                         [orjson.dumps(b) for b in batches], 202)  # fmt: skip
         gw = measure(target, args.seconds, args.connections, BATCH)
         metrics = httpx.get(f"http://127.0.0.1:{gateway_port}/metrics").text
-        lost = [
-            line
+        lost = sum(
+            float(line.rsplit(" ", 1)[1])
             for line in metrics.splitlines()
             if line.startswith("caret_gateway_export_lost_items_total")
-        ]
+        )
     finally:
         stop(gateway)
         stop(sink)
+    lost_text = "none" if lost == 0 else f"{lost:.0f} (see caret_gateway_export_lost_items_total)"
     print(
-        f"   {gw.rate:,.0f} events/s; at 80 %: p50 {gw.p50_ms:.1f} ms, p99 {gw.p99_ms:.1f} ms; lost: {lost or 'none'}"
+        f"   {gw.rate:,.0f} events/s; at 80 %: p50 {gw.p50_ms:.1f} ms, p99 {gw.p99_ms:.1f} ms; lost: {lost_text}"
     )
 
     print("2/2 Collector privacy pass ...", flush=True)
@@ -494,10 +488,11 @@ def main() -> int:
         f"   {col.rate:,.0f} records/s; at 80 %: p50 {col.p50_ms:.1f} ms, p99 {col.p99_ms:.1f} ms"
     )
 
-    text = report(gw, col, args.seconds, args.connections)
+    text = report(gw, col, args.seconds, args.connections, load, lost_text)
     print(text)
     if not args.no_write:
-        print(f"wrote {write_section(text)}")
+        benchreport.write_section(BENCH_NAME, text)
+        print(f"wrote section {BENCH_NAME} of {benchreport.BENCHMARKS_MD}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -68,7 +68,7 @@ def _error(status: int, message: str, media: str, *, retry_after: int | None = N
 def _otlp_endpoint(
     service: ExporterService,
     signal: str,
-    message_type: type[Message],
+    decode: Callable[[bytes, str], Any],
     export: Callable[[Any], Message],
 ) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
@@ -78,8 +78,7 @@ def _otlp_endpoint(
             body = otlp_http.inflate(
                 await _read_body(request), request.headers.get("content-encoding")
             )
-            message = otlp_http.decode(body, media, message_type)
-            response = await run_in_threadpool(export, message)
+            response = await run_in_threadpool(lambda: export(decode(body, media)))
         except otlp_http.PayloadError as exc:
             service.metrics.batches.labels(signal, "bad_request").inc()
             return _error(exc.status, exc.message, media)
@@ -88,6 +87,14 @@ def _otlp_endpoint(
         return Response(otlp_http.encode(response, media), media_type=media)
 
     return endpoint
+
+
+def _logs_message(body: bytes, media: str) -> ExportLogsServiceRequest:
+    return otlp_http.decode(body, media, ExportLogsServiceRequest)
+
+
+def _metrics_message(body: bytes, media: str) -> ExportMetricsServiceRequest:
+    return otlp_http.decode(body, media, ExportMetricsServiceRequest)
 
 
 def create_app(service: ExporterService, *, manage_service: bool = True) -> Starlette:
@@ -122,12 +129,12 @@ def create_app(service: ExporterService, *, manage_service: bool = True) -> Star
     routes = [
         Route(
             "/v1/logs",
-            _otlp_endpoint(service, "logs", ExportLogsServiceRequest, service.export_logs),
+            _otlp_endpoint(service, "logs", _logs_message, service.export_logs),
             methods=["POST"],
         ),
         Route(
             "/v1/metrics",
-            _otlp_endpoint(service, "metrics", ExportMetricsServiceRequest, service.export_metrics),
+            _otlp_endpoint(service, "metrics", _metrics_message, service.export_metrics),
             methods=["POST"],
         ),
         Route("/healthz", healthz, methods=["GET"]),

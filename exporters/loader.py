@@ -41,8 +41,15 @@ class Target:
     staging: str
     columns: tuple[str, ...]
     time_column: str
-    conflict_key: tuple[str, ...]
     enqueue_for_rollup: bool
+    wire_types: dict[str, str]
+    """Type of a column as the rows carry it, where it is not ``text``. Staging is COPYed
+    in binary (PostgreSQL then parses nothing); ``casts`` convert on insert."""
+    casts: dict[str, str]
+    """Column -> type of the table column, where staging holds another type."""
+
+    def wire_type(self, column: str) -> str:
+        return self.wire_types.get(column, "text")
 
 
 EVENTS: Final = Target(
@@ -50,16 +57,35 @@ EVENTS: Final = Target(
     staging="staging_events",
     columns=EVENT_COLUMNS,
     time_column="event_ts",
-    conflict_key=("event_id", "event_ts"),
     enqueue_for_rollup=True,
+    wire_types={
+        "event_ts": "timestamptz",
+        "tokens_in": "int8",
+        "tokens_out": "int8",
+        "tokens_cache_read": "int8",
+        "tokens_cache_write": "int8",
+        "credits": "float8",  # exact decimal on the cast: Python's float repr is shortest
+        "latency_s": "float8",
+    },
+    casts={"credits": "numeric", "attrs": "jsonb"},
 )
 METRIC_POINTS: Final = Target(
     table="raw.metric_points",
     staging="staging_metric_points",
     columns=METRIC_COLUMNS,
     time_column="point_ts",
-    conflict_key=("metric_name", "series_hash", "start_ts", "point_ts"),
     enqueue_for_rollup=False,
+    wire_types={
+        "start_ts": "timestamptz",
+        "point_ts": "timestamptz",
+        "monotonic": "bool",
+        "value": "float8",
+        "count": "int8",
+        "sum": "float8",
+        "min": "float8",
+        "max": "float8",
+    },
+    casts={"buckets": "jsonb", "resource": "jsonb", "attrs": "jsonb"},
 )
 
 
@@ -93,16 +119,17 @@ def _is_missing_partition(exc: psycopg.Error) -> bool:
 
 
 def _staging_sql(target: Target) -> sql.Composed:
-    cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
+    definition = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target.wire_type(c)))
+        for c in target.columns
+    )
     return sql.SQL(
         "SELECT pg_advisory_xact_lock_shared({lock});"
-        "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS"
-        " SELECT {cols} FROM {table} WITH NO DATA"
+        "CREATE TEMP TABLE IF NOT EXISTS {staging} ({definition}) ON COMMIT DELETE ROWS"
     ).format(
         lock=sql.Literal(FORGET_LOCK_KEY),
         staging=sql.Identifier(target.staging),
-        cols=cols,
-        table=sql.SQL(target.table),
+        definition=definition,
     )
 
 
@@ -116,9 +143,20 @@ _DROP_FORGOTTEN: Final = sql.SQL(
 
 def _insert_sql(target: Target) -> sql.Composed:
     cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
+    values = sql.SQL(", ").join(
+        sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(target.casts[c]))
+        if c in target.casts
+        else sql.Identifier(c)
+        for c in target.columns
+    )
     insert = sql.SQL(
-        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
-    ).format(table=sql.SQL(target.table), cols=cols, staging=sql.Identifier(target.staging))
+        "INSERT INTO {table} ({cols}) SELECT {values} FROM {staging} ON CONFLICT DO NOTHING"
+    ).format(
+        table=sql.SQL(target.table),
+        cols=cols,
+        values=values,
+        staging=sql.Identifier(target.staging),
+    )
     if not target.enqueue_for_rollup:
         return insert
     return sql.SQL(
@@ -137,7 +175,7 @@ class Loader:
         self._staging = {t.table: _staging_sql(t) for t in (EVENTS, METRIC_POINTS)}
         self._insert = {t.table: _insert_sql(t) for t in (EVENTS, METRIC_POINTS)}
         self._copy = {
-            t.table: sql.SQL("COPY {staging} ({cols}) FROM STDIN").format(
+            t.table: sql.SQL("COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)").format(
                 staging=sql.Identifier(t.staging),
                 cols=sql.SQL(", ").join(map(sql.Identifier, t.columns)),
             )
@@ -161,9 +199,10 @@ class Loader:
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
             if len(rows) == 1:
                 result = StoreResult(received=1)
-                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                result.refusals.add(DB_REFUSED, f"PostgreSQL refused a record: {detail}")
-                log.warning("PostgreSQL refused a %s row: %s", target.table, detail)
+                # SQLSTATE and error class only: PostgreSQL's message may quote the value.
+                detail = f"SQLSTATE {exc.sqlstate}, {type(exc).__name__}"
+                result.refusals.add(DB_REFUSED, f"PostgreSQL refused a record ({detail})")
+                log.warning("PostgreSQL refused a %s row (%s)", target.table, detail)
                 return result
             log.warning(
                 "PostgreSQL refused a batch of %d %s rows (%s); loading them one by one",
@@ -204,6 +243,7 @@ class Loader:
             conn.execute(self._staging[target.table])
             with conn.cursor() as cur:
                 with cur.copy(self._copy[target.table]) as copy:
+                    copy.set_types([target.wire_type(c) for c in target.columns])
                     for row in rows:
                         copy.write_row(row)
                 if target.enqueue_for_rollup:

@@ -52,12 +52,14 @@ _NAME_CACHE_SIZE = 4096
 
 
 # Fast-path codes (see scrub_attributes).
-_SLOW, _FORBIDDEN, _PLAIN_STRING, _INT, _DOUBLE, _BOOLEAN = range(6)
+_SLOW, _FORBIDDEN, _PLAIN_STRING, _INT, _DOUBLE, _BOOLEAN, _PSEUDONYMOUS = range(7)
 
 
 def _fast_path(rule: AttributeRule) -> int:
     if rule.privacy == FORBIDDEN:
         return _FORBIDDEN
+    if rule.privacy == PSEUDONYMOUS:
+        return _PSEUDONYMOUS
     if rule.privacy != PUBLIC:
         return _SLOW
     if rule.type == "string":
@@ -190,6 +192,7 @@ class PrivacyEngine:
         max_attributes = self.limits.max_attributes
         max_length = self.limits.max_value_length
         plans = self._plans
+        pseudonymize = self.pseudonymizer.pseudonymize
         for key, value in attrs.items():
             plan = plans.get(key)
             if plan is None:
@@ -217,6 +220,12 @@ class PrivacyEngine:
                 or (value_type is bool and fast == _BOOLEAN)
             ):
                 out[key] = value
+            elif fast == _PSEUDONYMOUS and value_type is str and not self.accept_pseudonyms:
+                if value.strip():  # type: ignore[attr-defined]
+                    out[key] = pseudonymize(value)  # type: ignore[arg-type]
+                    report.pseudonymised[key] += 1
+                else:
+                    report.drop(key, reasons.EMPTY)
             else:
                 scrubbed = self.scrub_value(rule, value, report)
                 if scrubbed is not _DROPPED:

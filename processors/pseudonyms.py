@@ -135,8 +135,8 @@ class Pseudonymizer:
 
     @staticmethod
     def _digest(key: PseudonymKey, identifier: str) -> str:
-        mac = hmac.new(key.secret, canonical(identifier).encode("utf-8"), hashlib.sha256)
-        return f"v{key.id}:{mac.hexdigest()}"
+        mac = hmac.digest(key.secret, canonical(identifier).encode("utf-8"), hashlib.sha256)
+        return f"v{key.id}:{mac.hex()}"
 
     def _sign(self, identifier: str) -> str:
         return self._digest(self._signing, identifier)
@@ -159,7 +159,7 @@ class Pseudonymizer:
         For ids derived from content that holds identifiers (an event's hash), so that
         nobody without the key can confirm a guess of that content.
         """
-        return hmac.new(self._signing.secret, data, hashlib.sha256).hexdigest()
+        return hmac.digest(self._signing.secret, data, hashlib.sha256).hex()
 
     def _sign_all(self, identifier: str) -> tuple[str, ...]:
         return tuple(self._digest(key, identifier) for key in self._keys)

@@ -137,15 +137,13 @@ class _ScrubCache:
         self._scopes: dict[int, tuple[InstrumentationScope, InstrumentationScope]] = {}
 
     def resource(self, resource: Resource, report: ScrubReport) -> Resource:
-        return self._resource_entry(resource, report)[1]
+        return self.resource_entry(resource, report)[1]
 
-    def resource_users(self, resource: Resource, report: ScrubReport) -> Mapping[str, object]:
-        """The resource's raw user attributes (usually none), for the consent check."""
-        return self._resource_entry(resource, report)[2]
-
-    def _resource_entry(
+    def resource_entry(
         self, resource: Resource, report: ScrubReport
     ) -> tuple[Resource, Resource, Mapping[str, object]]:
+        """(the resource, its scrubbed copy, its raw user attributes for the consent
+        check: usually none)."""
         cached = self._resources.get(id(resource))
         if cached is None or cached[0] is not resource:
             attributes = resource.attributes
@@ -236,13 +234,9 @@ class PrivacySpanExporter(SpanExporter):
         span_events, span_links = span.events, span.links  # each access copies
         event_attributes = [_fast_view(e.attributes) for e in span_events]
         link_attributes = [_fast_view(link.attributes) for link in span_links]
+        _, resource, resource_users = self._cache.resource_entry(span.resource, report)
         if opted_out_user(
-            engine,
-            self._consent,
-            attributes,
-            self._cache.resource_users(span.resource, report),
-            *event_attributes,
-            *link_attributes,
+            engine, self._consent, attributes, resource_users, *event_attributes, *link_attributes
         ):
             return None
         events = [
@@ -267,7 +261,7 @@ class PrivacySpanExporter(SpanExporter):
             name=engine.scrub_name(span.name, report),
             context=span.context,
             parent=span.parent,
-            resource=self._cache.resource(span.resource, report),
+            resource=resource,
             attributes=_otel(engine.scrub_attributes(attributes, report)),
             events=events,
             links=links,
@@ -342,23 +336,21 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
         api_record = record.log_record
         attributes = _fast_view(api_record.attributes)
         body = api_record.body
-        resource_users = (
-            self._cache.resource_users(record.resource, report)
-            if record.resource is not None
-            else _NO_USERS
-        )
+        resource_users = _NO_USERS
+        if record.resource is not None:
+            _, resource, resource_users = self._cache.resource_entry(record.resource, report)
+            record.resource = resource
         body_map: Mapping[str, object] = body if isinstance(body, Mapping) else _NO_USERS
         if opted_out_user(engine, self._consent, attributes, resource_users, body_map):
             return False
-        api_record.attributes = _otel(engine.scrub_attributes(attributes, report))
+        # (the engine only emits valid attribute values; no cast() call on the hot path)
+        api_record.attributes = engine.scrub_attributes(attributes, report)  # type: ignore[assignment]
         if body is not None:
             api_record.body = engine.scrub_body(body, report)  # type: ignore[assignment]
         if api_record.event_name and api_record.event_name not in self._events:
             api_record.event_name = engine.scrub_name(api_record.event_name, report)
         if api_record.severity_text:
             api_record.severity_text = engine.scrub_name(api_record.severity_text, report)
-        if record.resource is not None:
-            record.resource = self._cache.resource(record.resource, report)
         record.instrumentation_scope = self._cache.scope(record.instrumentation_scope, report)
         return True
 

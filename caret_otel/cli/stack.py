@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # the simulator pulls in the OTel SDK: import it only when it
 
 DEFAULT_DATA_DIR = Path(".caret-otel")
 DEMO_DATA_DIR = DEFAULT_DATA_DIR / "demo"
-DEMO_USERS = 150
-DEMO_DAYS = 14
+DEMO_USERS = 250
+DEMO_DAYS = 21
 DEMO_PROVIDER_CALL_SHARE = 0.35
 """The demo replays about a third of the tasks' provider calls: the simulated server
 shares this process (and its GIL) with the clients, and a third is plenty for the
@@ -612,7 +612,8 @@ def _demo_results(
     table.add_row("dropped (opted out)", f"{summary.opted_out:,}")
     table.add_row("billing events (SDK)", f"{summary.billing_events:,}")
     table.add_row("stored in raw.events", f"{caught.stored_events:,} (expected {expected:,})")
-    table.add_row("pipeline lag", f"{caught.lag_s:.1f} s after the last event was sent")
+    lag = caught.lag_since(summary.client_finished_unix)
+    table.add_row("pipeline lag", f"{lag:.1f} s from the last client event to complete tables")
     table.add_row("GenAI series in Prometheus", genai_series)
     _out.print(table)
     if info.prometheus_url:

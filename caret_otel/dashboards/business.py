@@ -61,8 +61,8 @@ ORDER BY cohort_start DESC
 )
 
 LIFECYCLE_SQL = """
-SELECT period_start::timestamp AS "time", "new", "returning",
-       "resurrecting", -"dormant" AS "dormant"
+SELECT period_start::timestamp AS "time", new_users AS "new", returning_users AS "returning",
+       resurrecting_users AS "resurrecting", -dormant_users AS "dormant"
 FROM analytics.lifecycle
 WHERE granularity = '$granularity' AND $__timeFilter(period_start)
 ORDER BY period_start

@@ -36,7 +36,9 @@ def dashboards_doc(dashboards: Mapping[str, Mapping[str, Any]]) -> str:
         "the semantic-conventions registry; `caret-otel dashboards check` fails when the JSON is stale, "
         "a panel lacks a description or unit, a datasource is hard-coded, or a query does not parse. "
         "An end-to-end test runs every panel query against the real Prometheus and PostgreSQL of the "
-        "local stack with simulated traffic and requires data from each.",
+        "local stack with simulated traffic and requires data from each; against any running stack, "
+        "`caret-otel dashboards verify --prometheus URL --database DSN` does the same and names each "
+        "panel that shows nothing.",
         "",
         "## Datasources",
         "",
@@ -111,7 +113,9 @@ def _local_stack_section() -> list[str]:
         "",
         "Prometheus must run with `--web.enable-remote-write-receiver` (the Collector pushes Caret's "
         "metrics); `storage.tsdb.out_of_order_time_window: 30m` accepts samples that arrive late after "
-        "Collector retries.",
+        "Collector retries. The local stack scrapes every 5 s so that a short simulated burst still "
+        "gets the two samples rate() needs; the Grafana datasource keeps `timeInterval: 15s`, so "
+        "`$__rate_interval` is at least 60 s.",
         "",
     ]
 

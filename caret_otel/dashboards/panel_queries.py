@@ -146,13 +146,18 @@ def _duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def grafana_step(time_range: TimeRange, scrape_interval_s: int = 15) -> int:
+    """``$__interval`` in seconds: the range over ~1000 points, at least one scrape."""
+    return max(scrape_interval_s, time_range.seconds // 1000)
+
+
 def expand_promql(
     text: str, values: Mapping[str, str], time_range: TimeRange, scrape_interval_s: int = 15
 ) -> str:
     """PromQL with variables and Grafana's interval macros replaced."""
-    # $__rate_interval: max(4 x scrape interval, $__interval + scrape interval); with the
-    # step Grafana picks for ~1000 points we use the larger of the two terms.
-    step = max(scrape_interval_s, time_range.seconds // 1000)
+    # $__rate_interval: max(4 x scrape interval, $__interval + scrape interval), so the
+    # windows of consecutive points overlap and no sample falls between them.
+    step = grafana_step(time_range, scrape_interval_s)
     macros = {
         "$__rate_interval": _duration(max(4 * scrape_interval_s, step + scrape_interval_s)),
         "$__interval": _duration(step),

@@ -21,8 +21,6 @@ from psycopg import sql
 from caret_otel.dashboards import panel_queries as pq
 
 ANALYST_ROLE: Final = "caret_analyst"
-RANGE_POINTS: Final = 60
-"""Steps of a verification range query (Grafana asks for ~1000; data presence is the same)."""
 
 
 class QueryFailedError(RuntimeError):
@@ -70,7 +68,8 @@ class PrometheusApi:
         if instant:
             data = self._get("/api/v1/query", {"query": expr, "time": end})
         else:
-            step = max(1, time_range.seconds // RANGE_POINTS)
+            # Grafana's step: with it, consecutive $__rate_interval windows cover the range.
+            step = pq.grafana_step(time_range)
             params = {
                 "query": expr,
                 "start": f"{time_range.start.timestamp():.3f}",
@@ -83,16 +82,28 @@ class PrometheusApi:
         return len(data.get("result", []))
 
     def label_values(self, time_range: pq.TimeRange) -> Callable[[str | None, str], list[str]]:
-        """A resolver for :func:`panel_queries.variable_values` over ``time_range``."""
+        """A resolver for :func:`panel_queries.variable_values` over ``time_range``.
+
+        Values come busiest first (largest sum of the selector's series), so a variable
+        is set the way a user looking at the dashboard would set it: to the provider or
+        model with the most traffic, not to whichever sorts first.
+        """
 
         def resolve(selector: str | None, label: str) -> list[str]:
-            params: dict[str, str | list[str]] = {
-                "start": f"{time_range.start.timestamp():.3f}",
-                "end": f"{time_range.end.timestamp():.3f}",
-            }
-            if selector:
-                params["match[]"] = [selector]
-            return sorted(str(v) for v in self._get(f"/api/v1/label/{label}/values", params) if v)
+            if selector is None:
+                params: dict[str, str | list[str]] = {
+                    "start": f"{time_range.start.timestamp():.3f}",
+                    "end": f"{time_range.end.timestamp():.3f}",
+                }
+                return sorted(
+                    str(v) for v in self._get(f"/api/v1/label/{label}/values", params) if v
+                )
+            busiest = f"sort_desc(sum by ({label}) ({selector}))"
+            data = self._get(
+                "/api/v1/query", {"query": busiest, "time": f"{time_range.end.timestamp():.3f}"}
+            )
+            values = (str(series["metric"].get(label, "")) for series in data.get("result", []))
+            return [value for value in values if value]
 
         return resolve
 

@@ -330,8 +330,12 @@ class ClientMetrics:
                     self._overflowed(name)
                     labels = ()
                 series[labels] = series.get(labels, 0) + amount
+        label_dicts: dict[Labels, dict[str, AttributeValue]] = {}
         for name, labels, value in batch.samples:
-            self._histograms[name].record(value, dict(labels))
+            attributes = label_dicts.get(labels)
+            if attributes is None:
+                attributes = label_dicts[labels] = dict(labels)
+            self._histograms[name].record(value, attributes)
 
     def _overflowed(self, name: str) -> None:
         if name not in self._overflow_logged:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -29,6 +27,7 @@ from starlette.responses import Response
 
 from caret_otel.exporters.deletion import DeletionResult, InvalidDeletionRequest, forget
 from caret_otel.gateway import openapi_models as docs
+from caret_otel.gateway import openapi_spec as spec
 from caret_otel.gateway.auth import Role
 from caret_otel.gateway.errors import RequestError
 from caret_otel.gateway.runtime import Gateway
@@ -114,13 +113,7 @@ async def delete_user(gateway: Gateway, request: Request, user_id_hash: str) -> 
     )
 
 
-def add_route(
-    app: FastAPI,
-    gateway: Gateway,
-    path: str,
-    errors: Callable[..., dict[int | str, dict[str, Any]]],
-    security: list[dict[str, list[str]]],
-) -> None:
+def add_route(app: FastAPI, gateway: Gateway, path: str) -> None:
     async def delete(request: Request, user_id_hash: str) -> Response:
         return await delete_user(gateway, request, user_id_hash)
 
@@ -134,7 +127,7 @@ def add_route(
         f"Send {IDEMPOTENCY_HEADER} to make retries safe (it becomes the request id).",
         tags=["privacy"],
         openapi_extra={
-            "security": security,
+            "security": spec.ADMIN_SECURITY,
             "parameters": [
                 {
                     "name": IDEMPOTENCY_HEADER,
@@ -154,7 +147,8 @@ def add_route(
                 "model": docs.DeletionDone,
                 "description": "Deleted (or already deleted under this request id).",
             },
-            **errors(400, 401, 403, 422, 429, 503),
+            **spec.errors(400, 401, 403, 422, 429, 503),
         },
         name="delete_user",
+        operation_id="deleteUser",
     )

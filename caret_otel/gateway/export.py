@@ -246,6 +246,10 @@ class OtlpExporter:
                 log.warning(
                     "export of %d %s items to %s failed: %s", items, signal, url, type(exc).__name__
                 )
+            except Exception:
+                # Not a network problem: keep the sender alive and the data queued, loudly.
+                reason = "error"
+                log.exception("export of %d %s items to %s failed unexpectedly", items, signal, url)
             else:
                 if 200 <= response.status_code < 300:
                     self._succeeded(signal, items, response.content)

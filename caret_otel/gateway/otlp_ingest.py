@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from starlette.responses import Response
 
-from caret_otel.gateway import body, protowire
+from caret_otel.gateway import body, openapi_spec, protowire
 from caret_otel.gateway.auth import Role
 from caret_otel.gateway.errors import RequestError
 from caret_otel.gateway.otlp_codec import decode_request, encode_response
@@ -134,7 +134,7 @@ async def export(
     return Response(encode_response(answer, media), status_code=200, media_type=media)
 
 
-def _openapi(signal: str, security: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _openapi(signal: str) -> dict[str, Any]:
     spec = SIGNALS[signal][0]
     name = spec.request_type.DESCRIPTOR.name
     otlp_json = {"type": "object", "description": f"OTLP/JSON {name} (hex trace/span ids)."}
@@ -149,7 +149,7 @@ def _openapi(signal: str, security: list[dict[str, list[str]]]) -> dict[str, Any
              "description": "gzip to send a compressed body.",
              "schema": {"type": "string", "enum": ["gzip", "identity"]}},
         ],
-        "security": security,
+        "security": openapi_spec.INGEST_SECURITY,
     }  # fmt: skip
 
 
@@ -161,7 +161,7 @@ def _responses(signal: str) -> dict[int | str, dict[str, Any]]:
         "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
         "description": "google.rpc.Status",
     }
-    retry = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+    retry = openapi_spec.RETRY_AFTER_HEADER
     content_ok = {
         body.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
         body.JSON: {
@@ -201,12 +201,7 @@ def _endpoint(
     return endpoint
 
 
-def add_routes(
-    app: FastAPI,
-    gateway: Gateway,
-    read: Callable[[Request], Awaitable[bytes]],
-    security: list[dict[str, list[str]]],
-) -> None:
+def add_routes(app: FastAPI, gateway: Gateway, read: Callable[[Request], Awaitable[bytes]]) -> None:
     for signal, path in PATHS.items():
         app.add_api_route(
             path,
@@ -217,7 +212,8 @@ def add_routes(
             "Privacy is applied; records of users who opted out are dropped and reported in "
             "partial_success.",
             tags=["otlp"],
-            openapi_extra=_openapi(signal, security),
+            openapi_extra=_openapi(signal),
             responses=_responses(signal),
             name=f"otlp_{signal}",
+            operation_id=f"export{signal.capitalize()}",
         )

@@ -149,7 +149,7 @@ def _request(ctx: _Context, at: datetime, task_id: str, turn: int) -> tuple[date
                     attrs.ERROR_TYPE: str(status),
                     attrs.HTTP_RESPONSE_STATUS_CODE: status,
                     attrs.CARET_API_RETRY_ATTEMPT: attempt,
-                    attrs.CARET_ERROR_MESSAGE: f"{status} {reliability.error_message}",
+                    attrs.CARET_ERROR_MESSAGE: f"{status} {reliability.message(status)}",
                 },
             )
             ctx.traffic.provider_calls.append(

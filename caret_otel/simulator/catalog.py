@@ -88,9 +88,20 @@ class ProviderReliability:
 
     error_rate: float
     statuses: tuple[tuple[int, float], ...]
-    error_message: str
-    """What the provider's error body typically says (kept as free text, redacted)."""
+    rate_limit_message: str
+    """What the provider's 429 body typically says (free text: scanned and redacted)."""
 
+    def message(self, status: int) -> str:
+        """The error message a client shows for ``status``."""
+        if status == 429:
+            return self.rate_limit_message
+        return ERROR_MESSAGES.get(status, "Unexpected error")
+
+
+ERROR_MESSAGES: Final[dict[int, str]] = {
+    400: "Invalid request: prompt is too long",
+    500: "Internal server error",
+}
 
 RELIABILITY: Final[dict[str, ProviderReliability]] = {
     "anthropic": ProviderReliability(0.025, ((429, 0.5), (500, 0.42), (400, 0.08)), "Overloaded"),

@@ -10,7 +10,8 @@ end-to-end test greps PostgreSQL, Prometheus and the Tempo/Loki stand-in for eve
 
 Each secret carries a *needle*: a distinctive part of it that survives JSON and SQL
 escaping (no backslashes, quotes or newlines) and never occurs in honest traffic, so
-finding it anywhere proves a leak.
+finding it anywhere (case-insensitively: e-mails are lower-cased by some steps) proves
+a leak.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class PlantedSecret:
 
 PLANTED_SECRETS: Final[tuple[PlantedSecret, ...]] = (
     PlantedSecret("email", "minji.kim.planted@example.com", "minji.kim.planted"),
-    PlantedSecret("email", "Jane.Planted-Doe@Example.CO.KR", "jane.planted-doe"),
+    PlantedSecret("email", "Jane.Planted-Doe@Example.CO.KR", "Jane.Planted-Doe"),
     PlantedSecret("path", "/home/alice-planted/work/caret/.env", "alice-planted"),
     PlantedSecret("path", "C:\\Users\\bob-planted\\source\\repos\\billing\\main.py", "bob-planted"),
     PlantedSecret("path", "/Users/carol-planted/dev/keys/id_ed25519", "carol-planted"),

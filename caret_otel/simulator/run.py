@@ -91,6 +91,9 @@ class SimulationSummary:
     expected_stored_events: int = 0
     """Rows ``raw.events`` must hold once the pipeline has caught up."""
     client_seconds: float = 0.0
+    client_finished_unix: float = 0.0
+    """When the gateway took the last client event (epoch seconds): the start of the
+    pipeline lag."""
     total_seconds: float = 0.0
     request_p50_ms: float = 0.0
     request_p99_ms: float = 0.0
@@ -170,7 +173,8 @@ async def _simulate(
             target.pseudonymizer,
             seed=settings.seed,
             prompt=_planted(SIMULATED_PROMPT, settings.plant_secrets),
-            reply=_planted(SIMULATED_REPLY, settings.plant_secrets),
+            # The stub takes the reply in a header: one line.
+            reply=_planted(SIMULATED_REPLY, settings.plant_secrets).replace("\n", " "),
         ).start()
     gateway = GatewayClient(
         target.gateway_url,
@@ -201,6 +205,7 @@ async def _simulate(
         )
         stats, _ = await asyncio.gather(sending, calls)
         summary.client_seconds = time.perf_counter() - client_started
+        summary.client_finished_unix = time.time()
         _tally_delivery(summary, stats)
         if server is not None:
             progress.phase("flushing the server's telemetry")

@@ -3,8 +3,8 @@
 After a simulation the data is still on its way: gateway queue, Collector batches and
 persistent queue, the exporter's load and its rollups. :func:`wait_for_catch_up` polls
 PostgreSQL until ``raw.events`` holds the expected number of rows and the rollup
-queue is empty (so the ``analytics.*`` views are complete), and measures how long
-that took after the last event was sent: the pipeline lag.
+queue is empty (so the ``analytics.*`` views are complete), and tells when that was,
+so the caller can state the pipeline lag after the last event it sent.
 """
 
 from __future__ import annotations
@@ -28,8 +28,17 @@ class CatchUpTimeout(TimeoutError):
 class CatchUp:
     stored_events: int
     pending_rollups: int
-    lag_s: float
-    """Seconds from the call until the tables were complete."""
+    complete_unix: float
+    """When the tables were found complete (epoch seconds)."""
+    waited_s: float
+    """Seconds this call waited."""
+
+    def lag_since(self, sent_unix: float) -> float:
+        """Seconds from ``sent_unix`` (the last event sent) until the tables were complete.
+
+        An upper bound: the tables are polled every ``interval_s``.
+        """
+        return max(self.complete_unix - sent_unix, 0.0)
 
 
 def table_counts(dsn: str) -> tuple[int, int]:
@@ -62,7 +71,7 @@ def wait_for_catch_up(
         if on_poll is not None:
             on_poll(stored, pending)
         if stored >= expected_events and pending == 0:
-            return CatchUp(stored, pending, time.monotonic() - started)
+            return CatchUp(stored, pending, time.time(), time.monotonic() - started)
         if time.monotonic() - started > timeout_s:
             raise CatchUpTimeout(
                 f"after {timeout_s:.0f}s raw.events holds {stored} of {expected_events} expected "

@@ -111,7 +111,7 @@ def test_placeholders_match_the_python_side(
     for name, default in PLACEHOLDER.findall(text):
         found.setdefault(name, set()).add(default)
     assert all(name.startswith("CARET_OTEL_") for name in found)
-    secret_fields = getattr(env_class, "SECRET_FIELDS", frozenset())
+    secret_fields: frozenset[str] = getattr(env_class, "SECRET_FIELDS", frozenset())
     secrets = {env_class.ENV_NAMES[field] for field in secret_fields}
     missing_default = sorted(
         name for name, defaults in found.items() if "" in defaults and name not in secrets

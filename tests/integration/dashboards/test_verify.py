@@ -132,3 +132,16 @@ def test_verify_command_fails_naming_the_empty_panels(
     )
     assert "FAIL caret-llm-api" not in result.output
     assert "panel queries returned data" in result.output
+
+
+def test_variables_resolve_to_the_busiest_value_first(
+    llm_traffic: None, prometheus: PrometheusServer
+) -> None:
+    """A variable is set to the model with the most calls, as a user would look first."""
+    resolve = PrometheusApi(prometheus.base_url).label_values(
+        pq.TimeRange.last(timedelta(minutes=10))
+    )
+    count = prometheus_name(metrics.GEN_AI_CLIENT_OPERATION_DURATION, "count")
+    models = resolve(f'{count}{{gen_ai_provider_name="{PROVIDER}"}}', "gen_ai_request_model")
+    assert models[0] == MODEL
+    assert resolve(None, "gen_ai_provider_name")[0] <= PROVIDER  # label API: sorted names

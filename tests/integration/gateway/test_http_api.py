@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 import pytest
+from fixtures.services import SinkCollector, wait_until
 from google.rpc import status_pb2
 from integration.gateway.gateway_support import (
     ADMIN_AUTH,
@@ -284,6 +285,18 @@ def test_503_when_the_collector_is_down_past_the_grace(gateway_factory: GatewayF
     ready = gw.client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["collector"] != "ok"
+
+
+def test_a_permanent_refusal_by_the_collector_is_counted_not_silent(
+    gateway_factory: GatewayFactory, sink_collector: SinkCollector
+) -> None:
+    # A path the Collector does not serve: it answers 404, which OTLP says not to retry.
+    gw = gateway_factory(
+        env={"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": sink_collector.http_url + "/no/such/path"}
+    )
+    assert gw.post_events(client_event()).status_code == 202
+    lost = 'caret_gateway_export_lost_items_total{reason="rejected",signal="logs"} 1.0'
+    wait_until(lambda: lost in gw.metrics_text(), what="the lost item to be counted")
 
 
 # --- OTLP/HTTP -----------------------------------------------------------------------------

@@ -261,8 +261,12 @@ def test_genai_spans_become_span_metrics_by_provider_model_and_error(
     run: Run, prometheus: PrometheusServer
 ) -> None:
     selector = f'{{job="{NAMESPACE}/{run.service}"}}'
-    calls = prometheus.wait_for(
-        prometheus_name(metrics.CARET_GEN_AI_SPAN_CALLS) + selector, timeout=30
+    query = prometheus_name(metrics.CARET_GEN_AI_SPAN_CALLS) + selector
+    # The connector flushes every second; the first sample may precede the span.
+    calls = wait_until(
+        lambda: [c for c in prometheus.query(query) if float(c["value"][1]) > 0],
+        timeout=30,
+        what="a non-zero span-metrics call count",
     )
     # Only the GenAI span is counted; the plain span is not.
     assert len(calls) == 1
@@ -277,7 +281,10 @@ def test_genai_spans_become_span_metrics_by_provider_model_and_error(
     assert set(labels) - own == expected_dimensions | dashboard
     assert labels[prometheus_label(attrs.GEN_AI_REQUEST_MODEL)] == run.model
     assert labels[prometheus_label(attrs.ERROR_TYPE)] == "timeout"
-    duration = prometheus.wait_for(
-        prometheus_name(metrics.CARET_GEN_AI_SPAN_DURATION, "sum") + selector, timeout=30
+    duration_query = prometheus_name(metrics.CARET_GEN_AI_SPAN_DURATION, "sum") + selector
+    duration = wait_until(
+        lambda: [d for d in prometheus.query(duration_query) if float(d["value"][1]) > 0],
+        timeout=30,
+        what="the span duration in Prometheus",
     )
     assert float(duration[0]["value"][1]) == pytest.approx(1.5)

@@ -36,15 +36,19 @@ def test_exporter_series_exist() -> None:
 
 
 def test_ingest_route_regex_matches_exactly_the_gateway_ingest_routes() -> None:
-    """The latency KPI covers the client-event and OTLP routes, nothing else."""
+    """The latency KPI covers the client-event and OTLP routes of the HTTP contract
+    (DESIGN.md section 6), nothing else. PromQL anchors regexes, so we do too."""
     import re
 
-    from caret_otel.gateway.app import CONSENT_PATH, EVENTS_PATH, SCHEMA_PATH, USERS_PATH
-    from caret_otel.gateway.otlp_ingest import PATHS
-
-    ingest = re.compile(f"^(?:{sm.GATEWAY_INGEST_ROUTES_REGEX})$")  # PromQL anchors regexes
-    for route in (EVENTS_PATH, *PATHS.values()):
+    ingest = re.compile(f"^(?:{sm.GATEWAY_INGEST_ROUTES_REGEX})$")
+    for route in ("/telemetry/events", "/v1/traces", "/v1/metrics", "/v1/logs"):
         assert ingest.match(route), route
-    for route in (CONSENT_PATH, SCHEMA_PATH, USERS_PATH, "/metrics", "/healthz"):
+    for route in (
+        "/telemetry/consent",
+        "/telemetry/schema",
+        "/telemetry/users/{user_id_hash}",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ):
         assert not ingest.match(route), route
-    assert sm.SIGNAL_LOGS in PATHS

@@ -253,10 +253,9 @@ def test_span_metrics_are_the_registry_metrics(main_config: dict[str, Any]) -> N
 
 def test_dashboard_labels_copied_onto_points_are_metric_safe(main_config: dict[str, Any]) -> None:
     statements = main_config["processors"]["transform/prometheus"]["metric_statements"][0]
-    copied = {
-        re.search(r'datapoint\.attributes\["([^"]+)"\]', s).group(1)
-        for s in statements["statements"]
-    }  # type: ignore[union-attr]
+    target = re.compile(r'^set\(datapoint\.attributes\["([^"]+)"\]')
+    copied = {m.group(1) for s in statements["statements"] if (m := target.match(s))}
+    assert len(copied) == len(statements["statements"])
     assert copied == {
         attrs.DEPLOYMENT_ENVIRONMENT_NAME,
         attrs.SERVICE_NAME,
