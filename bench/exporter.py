@@ -143,6 +143,10 @@ class Round:
     copy_bare: float
     redelivery: float
     rollup: float
+    ours_sequential_cpu: float
+    """CPU seconds of the exporter's own process (decoding, row building, COPY
+    formatting) in the one-at-a-time pass; the rest of the wall time is PostgreSQL."""
+    copy_sequential_cpu: float
 
     @property
     def ratio(self) -> float:
@@ -174,6 +178,13 @@ def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+def cpu_timed(action: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``action``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    action()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def run(database_url: str, total: int, users: int, rounds: int) -> tuple[list[Round], int]:
@@ -234,14 +245,17 @@ def run(database_url: str, total: int, users: int, rounds: int) -> tuple[list[Ro
 
         def interleaved(steps: dict[str, Callable[[list[int]], object]]) -> dict[str, float]:
             """Run the steps chunk by chunk, rotating their order, so that a burst of
-            load from elsewhere on the machine hits every step alike."""
-            seconds = dict.fromkeys(steps, 0.0)
+            load from elsewhere on the machine hits every step alike. Wall seconds per
+            step, and this process's CPU seconds as ``<name>_cpu``."""
+            seconds = dict.fromkeys([*steps, *(f"{n}_cpu" for n in steps)], 0.0)
             names = list(steps)
             for number, start in enumerate(range(0, len(bodies), CHUNK)):
                 chunk = list(range(start, min(start + CHUNK, len(bodies))))
                 shift = number % len(names)
                 for name in names[shift:] + names[:shift]:
-                    seconds[name] += timed(lambda name=name, chunk=chunk: steps[name](chunk))
+                    wall, cpu = cpu_timed(lambda name=name, chunk=chunk: steps[name](chunk))
+                    seconds[name] += wall
+                    seconds[f"{name}_cpu"] += cpu
             return seconds
 
         def reset(*tables: str) -> None:
@@ -278,6 +292,8 @@ def run(database_url: str, total: int, users: int, rounds: int) -> tuple[list[Ro
                 ours_sequential=sequential["ours"],
                 copy_indexed=seconds["copy_indexed"],
                 copy_sequential_pass=sequential["copy"],
+                ours_sequential_cpu=sequential["ours_cpu"],
+                copy_sequential_cpu=sequential["copy_cpu"],
                 copy_bare=seconds["copy_bare"],
                 redelivery=seconds["redelivery"],
                 rollup=seconds["rollup"],
@@ -308,6 +324,15 @@ def report(results: list[Round], total: int, load: tuple[float, float]) -> str:
     ratio_sequential = statistics.median(r.ratio_sequential for r in results)
     spread = f"{min(r.ratio for r in results):.0%} to {max(r.ratio for r in results):.0%}"
     end_to_end = statistics.median(r.copy_indexed / (r.ours + r.rollup) for r in results)
+
+    def per_row(values: list[float]) -> float:
+        return statistics.median(values) / total * 1e6
+
+    ours_cpu = per_row([r.ours_sequential_cpu for r in results])
+    ours_wall = per_row([r.ours_sequential for r in results])
+    copy_cpu = per_row([r.copy_sequential_cpu for r in results])
+    copy_wall = per_row([r.copy_sequential_pass for r in results])
+    verdict = "met" if ratio >= 0.40 else "**not met**"
     return f"""## Business exporter load path (`bench/exporter.py`)
 
 {total:,} business events (~17 attributes each, over 36 hours, 2,000 users) in OTLP
@@ -335,12 +360,22 @@ from elsewhere on the machine hits them alike); ratios are per round, median of
 | rollup (users and every daily rollup; events/s) | {rate("rollup"):,.0f} | {median_ratio("rollup"):.2f} |
 | load and rollup together | - | {end_to_end:.2f} |
 
-Target: our load path at ≥ 40 % of raw COPY for the same rows. Measured: **{ratio:.0%}**
-with requests in flight as deployed (rounds ranged {spread}), {ratio_sequential:.0%} one
-request at a time. Most of our extra time is Python decoding the OTLP attributes (the
-baseline starts from ready tuples); with requests in flight it overlaps PostgreSQL's work
-on another core. The rollup runs in the exporter's background loop, not in the request's
-transaction; its queue depth and lag are the `caret_exporter_rollup_*` metrics."""
+Where the time goes, one request at a time (median µs per row): our load path
+{ours_wall:.1f} µs, of which {ours_cpu:.1f} µs is the exporter's own CPU (gunzip, protobuf,
+privacy pass, row building, COPY formatting) and {ours_wall - ours_cpu:.1f} µs PostgreSQL
+(staging COPY, the `INSERT … SELECT … ON CONFLICT` with partition routing, commit); raw
+COPY {copy_wall:.1f} µs, of which {copy_cpu:.1f} µs in Python and {copy_wall - copy_cpu:.1f} µs
+PostgreSQL.
+
+Target: our load path at ≥ 40 % of raw COPY for the same rows — {verdict} here:
+**{ratio:.0%}** with requests in flight as deployed (rounds ranged {spread}),
+{ratio_sequential:.0%} one request at a time. Our extra time has the two parts shown
+above: decoding the OTLP attributes in Python (the baseline starts from ready tuples), and
+the idempotent `INSERT … SELECT` from staging, which PostgreSQL runs slower than a `COPY`
+straight into the table. Requests in flight overlap the two only when a core is free for
+PostgreSQL, which on a shared two-core machine is seldom the case. The rollup runs
+in the exporter's background loop, not in the request's transaction; its
+queue depth and lag are the `caret_exporter_rollup_*` metrics."""
 
 
 def main() -> int:

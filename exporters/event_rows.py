@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from math import isfinite
 from typing import Any, Final
 
 import orjson
@@ -225,6 +226,40 @@ def _attribute_plans(policy: Policy) -> dict[str, _Plan]:
     return plans
 
 
+(
+    _FAST_TEXT,
+    _FAST_PSEUDONYM,
+    _FAST_COARSE,
+    _FAST_INT,
+    _FAST_DOUBLE,
+    _FAST_EXTRA_TEXT,
+    _FAST_EXTRA_DOUBLE,
+    _FAST_EVENT_ID,
+) = range(8)
+_FastPath = tuple[int, int, re.Pattern[str] | None]
+
+
+def _fast_paths(plans: dict[str, _Plan]) -> dict[str, _FastPath]:
+    """Attributes whose usual value (the registry's type, non-zero, passing its check)
+    is stored without the general path."""
+    fast: dict[str, _FastPath] = {}
+    text_modes = {_NO_CHECK: _FAST_TEXT, _PSEUDONYM: _FAST_PSEUDONYM, _COARSE: _FAST_COARSE}
+    for key, (action, target, kind, check, pattern, expected) in plans.items():
+        if action == _COLUMN and kind == _TEXT:
+            fast[key] = (text_modes[check], target, pattern)
+        elif action == _COLUMN and kind == _INTEGER and check == _NO_CHECK:
+            fast[key] = (_FAST_INT, target, None)
+        elif action == _COLUMN and kind == _NUMBER and check == _NO_CHECK:
+            fast[key] = (_FAST_DOUBLE, target, None)
+        elif action == _EVENT_ID and check == _NO_CHECK:
+            fast[key] = (_FAST_EVENT_ID, 0, None)
+        elif action == _EXTRA and check == _NO_CHECK and expected == _STRING:
+            fast[key] = (_FAST_EXTRA_TEXT, 0, None)
+        elif action == _EXTRA and check == _NO_CHECK and expected == _DOUBLE:
+            fast[key] = (_FAST_EXTRA_DOUBLE, 0, None)
+    return fast
+
+
 class EventRowBuilder:
     """Turns log records into rows under one privacy policy and accept window."""
 
@@ -232,6 +267,7 @@ class EventRowBuilder:
         self.window = window
         self.policy = policy or load_policy()
         self._plans = _plans_for(self.policy)
+        self._fast = _fast_paths(self._plans)
 
     def decode(self, request: ExportLogsServiceRequest) -> DecodedEvents:
         rows: list[tuple[Any, ...]] = []
@@ -274,8 +310,48 @@ class EventRowBuilder:
         event_id: str | None = None
         latency: list[tuple[int, str, float]] = []
         plans = self._plans
+        fast = self._fast
         for kv in record.attributes:
             key = kv.key
+            shortcut = fast.get(key)
+            if shortcut is not None:
+                # Fast paths for the common cases; anything unusual (another type, a
+                # zero, a value failing its check) takes the general path below.
+                mode, index, pattern = shortcut
+                if mode == _FAST_INT:
+                    number = kv.value.int_value
+                    if number:
+                        row[index] = number
+                        continue
+                elif mode in (_FAST_DOUBLE, _FAST_EXTRA_DOUBLE):
+                    real = kv.value.double_value
+                    if real and isfinite(real):
+                        if mode == _FAST_DOUBLE:
+                            row[index] = real
+                        else:
+                            extra[key] = real
+                        continue
+                else:
+                    text = kv.value.string_value
+                    if text:
+                        if mode == _FAST_TEXT:
+                            if "\x00" not in text:
+                                row[index] = text
+                                continue
+                        elif mode == _FAST_EXTRA_TEXT:
+                            if "\x00" not in text:
+                                extra[key] = text
+                                continue
+                        elif mode == _FAST_EVENT_ID:
+                            event_id = text
+                            continue
+                        elif mode == _FAST_PSEUDONYM:
+                            if _is_pseudonym(text):
+                                row[index] = text
+                                continue
+                        elif pattern is not None and pattern.match(text):
+                            row[index] = text
+                            continue
             plan = plans.get(key)
             if plan is None:
                 dropped["unknown"] += 1

@@ -165,6 +165,7 @@ class PrivacyEngine:
         self._client_aliases: dict[str, str] = dict(policy.client_properties)
         self._plans = {name: (_fast_path(rule), rule) for name, rule in self._rules.items()}
         self._name_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._description_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._unknown_key_cache: dict[str, str] = {}
         self._body_key_cache: dict[str, tuple[str, AttributeRule | None, str | None]] = {}
 
@@ -364,16 +365,31 @@ class PrivacyEngine:
 
         Names repeat (a service has few span names), so results are cached.
         """
-        cached = self._name_cache.get(name)
+        return self._cached_redaction(self._name_cache, name, self.limits.max_name_length, report)
+
+    def scrub_description(self, text: str, report: ScrubReport) -> str:
+        """A status description: redacted and cut like free text, cached like names
+        (descriptions repeat: "429 from api.anthropic.com: retry in 2s")."""
+        return self._cached_redaction(
+            self._description_cache, text, self.limits.max_value_length, report
+        )
+
+    def _cached_redaction(
+        self,
+        cache: dict[str, tuple[str, tuple[str, ...]]],
+        text: str,
+        limit: int,
+        report: ScrubReport,
+    ) -> str:
+        cached = cache.get(text)
         if cached is None:
-            text = name[: self.limits.max_name_length + _REDACTION_MARGIN]
-            redacted, kinds = redact_text(text)
-            if len(redacted) > self.limits.max_name_length:
-                redacted = redacted[: self.limits.max_name_length]
+            redacted, kinds = redact_text(text[: limit + _REDACTION_MARGIN])
+            if len(redacted) > limit:
+                redacted = redacted[:limit]
             cached = (redacted, tuple(kinds))
-            if len(self._name_cache) >= _NAME_CACHE_SIZE:
-                self._name_cache.clear()  # a name flood must not grow memory
-            self._name_cache[name] = cached
+            if len(cache) >= _NAME_CACHE_SIZE:
+                cache.clear()  # a flood of distinct texts must not grow memory
+            cache[text] = cached
         for kind in cached[1]:
             report.redacted[kind] += 1
         return cached[0]

@@ -143,7 +143,7 @@ def _scrub_span(
     for link in span.links:
         link.dropped_attributes_count += _scrub_kvs(link.attributes, engine, report)
     if span.status.message:
-        span.status.message = engine.scrub_text(span.status.message, report, key="status.message")
+        span.status.message = engine.scrub_description(span.status.message, report)
     return True
 
 

@@ -232,37 +232,36 @@ class PrivacySpanExporter(SpanExporter):
         # ReadableSpan.attributes wraps the BoundedAttributes in a MappingProxyType.
         attributes = _fast_view(getattr(span, "_attributes", None) or span.attributes)
         span_events, span_links = span.events, span.links  # each access copies
-        event_attributes = [_fast_view(e.attributes) for e in span_events]
-        link_attributes = [_fast_view(link.attributes) for link in span_links]
+        event_attributes = [_fast_view(e.attributes) for e in span_events] if span_events else []
+        link_attributes = [_fast_view(k.attributes) for k in span_links] if span_links else []
         _, resource, resource_users = self._cache.resource_entry(span.resource, report)
         if opted_out_user(
             engine, self._consent, attributes, resource_users, *event_attributes, *link_attributes
         ):
             return None
-        events = [
-            Event(
-                engine.scrub_name(event.name, report),
-                _otel(engine.scrub_attributes(event_attributes[i], report)),
-                event.timestamp,
+        events: list[Event] = []
+        for i, event in enumerate(span_events):
+            scrubbed = engine.scrub_attributes(event_attributes[i], report)
+            events.append(
+                Event(engine.scrub_name(event.name, report), _otel(scrubbed), event.timestamp)
             )
-            for i, event in enumerate(span_events)
-        ]
-        links = [
-            Link(link.context, _otel(engine.scrub_attributes(link_attributes[i], report)))
-            for i, link in enumerate(span_links)
-        ]
+        links: list[Link] = []
+        for i, link in enumerate(span_links):
+            links.append(
+                Link(link.context, _otel(engine.scrub_attributes(link_attributes[i], report)))
+            )
         status = span.status
         if status.description:
+            # Descriptions repeat like names ("429 from api.anthropic.com"): cached.
             status = Status(
-                status.status_code,
-                engine.scrub_text(status.description, report, key="status.message"),
+                status.status_code, engine.scrub_description(status.description, report)
             )
         return ReadableSpan(
             name=engine.scrub_name(span.name, report),
             context=span.context,
             parent=span.parent,
             resource=resource,
-            attributes=_otel(engine.scrub_attributes(attributes, report)),
+            attributes=engine.scrub_attributes(attributes, report),  # type: ignore[arg-type]
             events=events,
             links=links,
             kind=span.kind,

@@ -326,7 +326,15 @@ def _transform_privacy(view: PolicyView) -> dict[str, Any]:
     spanevent = _common("spanevent", view)
     spanevent["statements"] += _names("spanevent.name")
     log = _common("log", view)
-    log["statements"] += _names("log.event_name", "log.severity_text")
+    log["statements"] += [
+        *_names("log.event_name", "log.severity_text"),
+        # A route key in a map body is skipped by the redaction processor too.
+        *(
+            f"{_mask(f'log.body[{ottl_string(k)}]', secrets_pattern(for_routes=True))}"
+            " where IsMap(log.body)"
+            for k in view.routes
+        ),
+    ]
 
     # Metrics: resource attributes become target_info labels, so no user-level value.
     not_metric_keys = _pattern(_names_pattern(view.pseudonymous, extra=(r"redaction\..*",)))

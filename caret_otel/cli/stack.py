@@ -23,13 +23,13 @@ from caret_otel.stack.local import LocalStack, StackPorts, StackStartError
 from caret_otel.stack.state import StackInfo, StackNotRunningError, read_stack_info
 
 if TYPE_CHECKING:  # the simulator pulls in the OTel SDK: import it only when it runs
-    from caret_otel.simulator.run import SimulationSummary, Target
+    from caret_otel.simulator.run import RunOptions, SimulationSummary, Target
     from caret_otel.simulator.scenario import Scenario
 
 DEFAULT_DATA_DIR = Path(".caret-otel")
 DEMO_DATA_DIR = DEFAULT_DATA_DIR / "demo"
-DEMO_USERS = 250
-DEMO_DAYS = 21
+DEMO_USERS = 300
+DEMO_DAYS = 28
 DEMO_PROVIDER_CALL_SHARE = 0.35
 """The demo replays about a third of the tasks' provider calls: the simulated server
 shares this process (and its GIL) with the clients, and a third is plenty for the
@@ -262,6 +262,9 @@ def _stack_or_none(data_dir: Path, needed: bool) -> StackInfo | None:
 @click.option("--no-deletions", is_flag=True, help="Send no deletion requests.")
 @click.option("--provider-call-share", type=click.FloatRange(0.0, 1.0), default=1.0,
               show_default=True, help="Share of the tasks' provider requests to replay.")  # fmt: skip
+@click.option("--pace", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="SECONDS", help="Spread the traffic over at least this long (live-looking "
+              "rates on dashboards) instead of sending it as fast as possible.")  # fmt: skip
 @click.option("--dump-events", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the client events as JSON lines (input for `replay`).")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Generate (and dump) only; send nothing.")
@@ -283,6 +286,7 @@ def simulate(
     no_server_side: bool,
     no_deletions: bool,
     provider_call_share: float,
+    pace: float,
     dump_events: Path | None,
     dry_run: bool,
     summary_json: Path | None,
@@ -301,9 +305,11 @@ def simulate(
       caret-otel simulate                              # against `caret-otel up`
       caret-otel simulate --users 500 --days 28 --seed 42
       caret-otel simulate --plant-secrets --summary-json run.json
+      caret-otel simulate --users 50 --days 3 --pace 600   # ten minutes of live-looking traffic
       caret-otel simulate --dry-run --dump-events events.jsonl
       caret-otel simulate --endpoint https://gw.example --token-file token --no-server-side
     """
+    from caret_otel.simulator.run import RunOptions
     from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
 
     settings = ScenarioSettings(users, days, seed, plant_secrets, batch_size)
@@ -326,8 +332,10 @@ def simulate(
         info, endpoint, token_file, admin_token_file, otlp_endpoint, pseudonym_key_file,
         server_side=not no_server_side,
     )  # fmt: skip
-    summary = _run(scenario, target, concurrency, not no_server_side, not no_deletions,
-                   provider_call_share)  # fmt: skip
+    options = RunOptions(
+        concurrency, not no_server_side, not no_deletions, provider_call_share, pace
+    )
+    summary = _run(scenario, target, options)
     _print_summary(summary)
     if summary_json is not None:
         summary_json.write_bytes(orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2))
@@ -377,22 +385,14 @@ def _target(
     )
 
 
-def _run(
-    scenario: Scenario,
-    target: Target,
-    concurrency: int,
-    server_side: bool,
-    deletions: bool,
-    provider_call_share: float,
-) -> SimulationSummary:
+def _run(scenario: Scenario, target: Target, options: RunOptions) -> SimulationSummary:
     from caret_otel.simulator.progress import BarProgress
-    from caret_otel.simulator.run import RunOptions, run_simulation
+    from caret_otel.simulator.run import provider_calls_to_replay, run_simulation
     from caret_otel.simulator.sender import DeliveryError
 
-    options = RunOptions(concurrency, server_side, deletions, provider_call_share)
     calls = 0
-    if server_side and target.otlp_endpoint and target.pseudonymizer:
-        calls = round(scenario.provider_call_count * provider_call_share)
+    if options.server_side and target.otlp_endpoint and target.pseudonymizer:
+        calls = len(provider_calls_to_replay(scenario, options.provider_call_share))
     try:
         with BarProgress(scenario.event_count, calls, _err) as progress:
             return run_simulation(scenario, target, options, progress)
@@ -541,6 +541,7 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
       caret-otel demo --users 500 --days 28  # more history
       make demo                              # venv, Collector build, Prometheus, then this
     """
+    from caret_otel.simulator.run import RunOptions
     from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
 
     if not keep_data and data_dir.exists():
@@ -561,7 +562,8 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
             with _err.status("generating traffic..."):
                 scenario = build_scenario(ScenarioSettings(users, days, seed))
             target = _target(info, None, None, None, None, None, server_side=True)
-            summary = _run(scenario, target, 8, True, True, DEMO_PROVIDER_CALL_SHARE)
+            options = RunOptions(provider_call_share=DEMO_PROVIDER_CALL_SHARE)
+            summary = _run(scenario, target, options)
             _print_summary(summary)
             code = _demo_results(info, scenario, summary, timeout)
     except (KeyboardInterrupt, Terminated):
@@ -613,7 +615,7 @@ def _demo_results(
     table.add_row("billing events (SDK)", f"{summary.billing_events:,}")
     table.add_row("stored in raw.events", f"{caught.stored_events:,} (expected {expected:,})")
     lag = caught.lag_since(summary.client_finished_unix)
-    table.add_row("pipeline lag", f"{lag:.1f} s from the last client event to complete tables")
+    table.add_row("pipeline lag", f"{lag:.1f} s (last client event sent -> tables complete)")
     table.add_row("GenAI series in Prometheus", genai_series)
     _out.print(table)
     if info.prometheus_url:

@@ -67,7 +67,7 @@ def genai_errors(window: str, by: Sequence[str] = (), matchers: Sequence[str] = 
 def genai_error_ratio(window: str, by: Sequence[str] = (), matchers: Sequence[str] = ()) -> str:
     """Share of provider calls that failed; 0 (not "no data") for groups without errors."""
     requests = genai_requests(window, by, matchers)
-    return f"({genai_errors(window, by, matchers)} or 0 * {requests}) / ({requests} > 0)"
+    return q.ratio(f"{genai_errors(window, by, matchers)} or 0 * {requests}", requests)
 
 
 def genai_latency(
@@ -104,7 +104,7 @@ def collection_success_ratio(window: str) -> str:
         )
     )
     accepted = q.sum_rate(sm.GATEWAY_EVENTS_ACCEPTED, (), window)
-    return f"1 - (({rejected}) + ({lost})) / (({accepted} + ({rejected})) > 0)"
+    return f"1 - {q.ratio(f'({rejected}) + ({lost})', f'{accepted} + ({rejected})')}"
 
 
 # --- the pipeline behind the gateway ------------------------------------------------------------

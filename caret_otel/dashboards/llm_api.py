@@ -108,7 +108,7 @@ def build() -> dict[str, Any]:
             f"Failed calls of each {attrs.ERROR_TYPE} (timeout, 429, 500, ...) as a share of all selected calls.",
             "percentunit",
             Prom(f"{x.genai_errors(W, (x.ERROR_TYPE,), FILTERS)} / on() group_left() "
-                 f"({x.genai_requests(W, (), FILTERS)} > 0)", "{{" + x.ERROR_TYPE + "}}"),
+                 f"({x.genai_requests(W, (), FILTERS)})", "{{" + x.ERROR_TYPE + "}}"),
         ),
         graph(
             "Client-reported provider errors by error type",

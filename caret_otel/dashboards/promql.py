@@ -66,8 +66,10 @@ def quantile(
 
 
 def ratio(numerator: str, denominator: str) -> str:
-    """``numerator / denominator`` where a zero denominator yields no sample, not NaN/Inf."""
-    return f"({numerator}) / ({denominator} > 0)"
+    """``numerator / denominator``. With nothing in the window the ratio is 0/0 = NaN:
+    undefined (Grafana shows it as such) rather than missing, so "no traffic" and "no
+    such series" stay distinguishable; NaN never satisfies an alert's comparison."""
+    return f"({numerator}) / ({denominator})"
 
 
 def with_label(expr: str, label: str, value: str) -> str:

@@ -27,6 +27,7 @@ from caret_otel.processors.pseudonyms import Pseudonymizer
 from caret_otel.simulator.planting import PLANTED_SECRETS
 from caret_otel.simulator.scenario import Scenario
 from caret_otel.simulator.sender import DeliveryStats, GatewayClient
+from caret_otel.simulator.traffic import ProviderCall
 from caret_otel.simulator.server_side import (
     SIMULATED_PROMPT,
     SIMULATED_REPLY,
@@ -56,6 +57,8 @@ class RunOptions:
     deletions: bool = True
     provider_call_share: float = 1.0
     """Share of the tasks' provider requests the server actually makes (sampled)."""
+    pace_s: float = 0.0
+    """Spread the client requests and provider calls over at least this many seconds."""
 
 
 @dataclass
@@ -130,7 +133,8 @@ class Progress:
         """A new phase began (billing, deletions, flushing)."""
 
 
-def _sample_calls(scenario: Scenario, share: float) -> list[Any]:
+def provider_calls_to_replay(scenario: Scenario, share: float) -> list[ProviderCall]:
+    """The tasks' provider requests the server makes: all, or a deterministic sample."""
     calls = [call for user in scenario.traffic for call in user.provider_calls]
     if share >= 1.0:
         return sorted(calls, key=lambda call: call.at)
@@ -194,11 +198,13 @@ async def _simulate(
         client_started = time.perf_counter()
         with suppress_instrumentation():  # the clients' HTTP is not the server's telemetry
             sending = asyncio.create_task(
-                gateway.send_all(scenario.requests(), progress.events_sent)
+                gateway.send_all(scenario.requests(), progress.events_sent, pace_s=options.pace_s)
             )
         calls = (
             server.replay_calls(
-                _sample_calls(scenario, options.provider_call_share), progress.provider_call_done
+                provider_calls_to_replay(scenario, options.provider_call_share),
+                progress.provider_call_done,
+                pace_s=options.pace_s,
             )
             if server is not None
             else asyncio.sleep(0)

@@ -177,16 +177,23 @@ class GatewayClient:
         raise AssertionError("unreachable")
 
     async def send_all(
-        self, requests: Sequence[Batch], progress: Progress | None = None
+        self, requests: Sequence[Batch], progress: Progress | None = None, *, pace_s: float = 0.0
     ) -> DeliveryStats:
-        """Send every request; each user's in order, users in parallel."""
-        stats = DeliveryStats()
-        shards: list[list[Batch]] = [[] for _ in range(self.concurrency)]
-        for request in requests:
-            shards[request.user_index % self.concurrency].append(request)
+        """Send every request; each user's in order, users in parallel.
 
-        async def worker(shard: list[Batch]) -> None:
-            for request in shard:
+        ``pace_s`` > 0 spreads the requests evenly over at least that many seconds
+        (traffic that flows rather than one burst: rates over a minute see it).
+        """
+        stats = DeliveryStats()
+        shards: list[list[tuple[float, Batch]]] = [[] for _ in range(self.concurrency)]
+        for number, request in enumerate(requests):
+            slot = pace_s * number / max(len(requests), 1)
+            shards[request.user_index % self.concurrency].append((slot, request))
+        begin = time.monotonic()
+
+        async def worker(shard: list[tuple[float, Batch]]) -> None:
+            for slot, request in shard:
+                await asyncio.sleep(max(begin + slot - time.monotonic(), 0.0))
                 started = time.perf_counter()
                 answer, retries = await self.post_events(request)
                 stats.retries += retries

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -181,13 +182,19 @@ class ServerSide:
 
     # --- provider calls --------------------------------------------------------------------
     async def replay_calls(
-        self, calls: Sequence[ProviderCall], progress: Callable[[int], None] | None = None
+        self,
+        calls: Sequence[ProviderCall],
+        progress: Callable[[int], None] | None = None,
+        *,
+        pace_s: float = 0.0,
     ) -> None:
-        """Make every provider call through the instrumented httpx client."""
-        plans = [self._plan(call) for call in calls]
-        queue: asyncio.Queue[tuple[ProviderCall, str, bool]] = asyncio.Queue()
-        for item in plans:
-            queue.put_nowait(item)
+        """Make every provider call through the instrumented httpx client; ``pace_s`` > 0
+        spreads them evenly over at least that many seconds."""
+        queue: asyncio.Queue[tuple[float, ProviderCall, str, bool]] = asyncio.Queue()
+        for number, call in enumerate(calls):
+            slot = pace_s * number / max(len(calls), 1)
+            queue.put_nowait((slot, *self._plan(call)))
+        begin = time.monotonic()
         # Idle connections are dropped well before the stub's 5 s keep-alive ends, so a
         # request never goes out on a connection the server is closing.
         limits = httpx.Limits(max_connections=self._concurrency * 2, keepalive_expiry=1.0)
@@ -195,7 +202,8 @@ class ServerSide:
 
             async def worker() -> None:
                 while not queue.empty():
-                    call, path, stream = queue.get_nowait()
+                    slot, call, path, stream = queue.get_nowait()
+                    await asyncio.sleep(max(begin + slot - time.monotonic(), 0.0))
                     await self._call(client, call, path, stream)
                     if progress is not None:
                         progress(1)

@@ -35,14 +35,22 @@ from types import TracebackType
 from typing import IO, Final
 from urllib.parse import urlsplit
 
+import psycopg
+
+from caret_otel.dashboards.prometheus_config import TemplateError, render
 from caret_otel.exporters.roles import ROLE_PASSWORD_ENVS, set_role_passwords
-from caret_otel.exporters.schema import migrate
+from caret_otel.exporters.schema import MigrationError, migrate
 from caret_otel.gateway import config as gateway_config
-from caret_otel.processors.pseudonyms import KEY_FILE_ENV, KEYS_ENV
+from caret_otel.processors.pseudonyms import KEY_FILE_ENV, KEYS_ENV, PseudonymKeyError
 from caret_otel.stack import collector as collector_mod
 from caret_otel.stack import prometheus as prometheus_mod
-from caret_otel.stack.collector import CollectorConfigEnv, CollectorProcess, SinkConfigEnv
-from caret_otel.stack.credentials import StackCredentials
+from caret_otel.stack.collector import (
+    CollectorConfigEnv,
+    CollectorConfigError,
+    CollectorProcess,
+    SinkConfigEnv,
+)
+from caret_otel.stack.credentials import CredentialsError, StackCredentials
 from caret_otel.stack.ports import LOOPBACK, PortInUseError, ensure_port_free, free_port
 from caret_otel.stack.postgres import PostgresServer, find_bindir
 from caret_otel.stack.process import ManagedProcess, MissingBinaryError, ProcessStartError
@@ -75,6 +83,22 @@ _CONTROLLED: Final = frozenset(
 
 class StackStartError(RuntimeError):
     """The stack could not start; nothing it started is left running."""
+
+
+# What can go wrong while parts start, each with a message that says what to do; turned
+# into StackStartError so `up` prints it instead of a traceback.
+_START_FAILURES: Final = (
+    ProcessStartError,
+    MissingBinaryError,
+    PortInUseError,
+    OSError,
+    psycopg.Error,
+    MigrationError,
+    CredentialsError,
+    PseudonymKeyError,
+    CollectorConfigError,
+    TemplateError,
+)
 
 
 @dataclass(frozen=True)
@@ -260,9 +284,9 @@ class LocalStack:
             self.info = self._start_parts()
         except BaseException as exc:
             self.stop()
-            if isinstance(exc, ProcessStartError | MissingBinaryError | PortInUseError | OSError):
+            if isinstance(exc, _START_FAILURES):
                 raise StackStartError(str(exc)) from exc
-            raise
+            raise  # Ctrl-C, SIGTERM, or a bug (with its traceback)
         self.info.write()
         return self.info
 
@@ -360,8 +384,6 @@ class LocalStack:
         return env
 
     def _start_prometheus(self) -> str:
-        from caret_otel.dashboards.prometheus_config import render
-
         self.say("starting Prometheus")
         root = self.data_dir / "prometheus"
         root.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,9 @@ from caret_otel.stack.postgres import find_bindir
 from caret_otel.stack.state import StackInfo, StackNotRunningError, read_stack_info
 
 STARTUP_TIMEOUT_S = 180.0
-CLEAN_RUN = ("--users", "40", "--days", "6", "--seed", "13")  # has opt-outs and an opt-in
+# Seed 13 has opt-outs and an opt-in. Paced over 45 s, the traffic spans several metric
+# exports (gateway 15 s, SDK 5 s), so rate() and increase() over a minute see it.
+CLEAN_RUN = ("--users", "40", "--days", "6", "--seed", "13", "--pace", "45")
 PLANTED_RUN = ("--users", "28", "--days", "3", "--seed", "23", "--plant-secrets")
 
 

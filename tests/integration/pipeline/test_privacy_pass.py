@@ -211,6 +211,7 @@ def _logs(service: str) -> dict[str, Any]:
     nested = {
         attrs.CARET_ERROR_MESSAGE: [s.text for s in SECRETS],
         attrs.EXCEPTION_STACKTRACE: {attrs.EXCEPTION_MESSAGE: SECRETS[7].text},
+        attrs.HTTP_ROUTE: SECRETS[0].text,
         "message": UNKNOWN_VALUE,
     }
     records.append(
@@ -447,7 +448,11 @@ def test_secrets_are_masked_in_log_bodies_names_and_attributes(landed: Landed) -
         assert attributes[attrs.SESSION_ID] == GATEWAY_PSEUDONYM
         assert attrs.CARET_PROMPT_TEXT not in attributes
     nested = by_id["log-nested"]["body"]["kvlistValue"]["values"]
-    assert {kv["key"] for kv in nested} == {attrs.CARET_ERROR_MESSAGE, attrs.EXCEPTION_STACKTRACE}
+    assert {kv["key"] for kv in nested} == {
+        attrs.CARET_ERROR_MESSAGE,
+        attrs.EXCEPTION_STACKTRACE,
+        attrs.HTTP_ROUTE,
+    }
 
 
 def test_values_that_are_not_secrets_survive(landed: Landed) -> None:
