@@ -10,16 +10,17 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import orjson
 from click.decorators import FC
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from caret_otel.stack.credentials import masked
-from caret_otel.stack.local import LocalStack, StackPorts, StackStartError
+from caret_otel.stack.local import LOCK_FILE, LocalStack, StackPorts, StackStartError
 from caret_otel.stack.state import StackInfo, StackNotRunningError, read_stack_info
 
 if TYPE_CHECKING:  # the simulator pulls in the OTel SDK: import it only when it runs
@@ -70,11 +71,12 @@ def _signals_ignored() -> Iterator[None]:
 
 
 def _say(message: str) -> None:
-    _err.print(f"[dim]·[/dim] {message}")
+    _err.print(f"[dim]·[/dim] {escape(message)}")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    _err.print(f"[bold red]error:[/bold red] {message}")
+def _fail(message: str, code: int = 1) -> NoReturn:
+    # escape(): log tails and URLs hold brackets that rich would read as markup.
+    _err.print(f"[bold red]error:[/bold red] {escape(message)}")
     raise SystemExit(code)
 
 
@@ -123,13 +125,14 @@ def _print_ready(stack: LocalStack, info: StackInfo) -> None:
     _out.print("[bold green]caret-otel stack is ready[/bold green]")
     _out.print(table)
     for warning in stack.warnings:
-        _out.print(f"[yellow]warning:[/yellow] {warning}")
+        _out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     data_dir = info.data_dir
+    example = _write_example_event(Path(data_dir))
     _out.print("\n[bold]Try next[/bold] (in another terminal):")
     _out.print(f"  caret-otel simulate --data-dir {data_dir} --users 50 --days 7")
     _out.print(
         f'  curl -H "Authorization: Bearer $(cat {credentials.ingest_token_file})" '
-        f"-H 'Content-Type: application/json' {info.gateway_url}/telemetry/events -d @event.json"
+        f"-H 'Content-Type: application/json' {info.gateway_url}/telemetry/events -d @{example}"
     )
     if db.analyst_password_file:
         _out.print(
@@ -141,6 +144,35 @@ def _print_ready(stack: LocalStack, info: StackInfo) -> None:
             f"  open {info.prometheus_url}/graph  (e.g. gen_ai_client_operation_duration_seconds_count)"
         )
     _out.print("Ctrl-C stops everything.")
+
+
+def _write_example_event(data_dir: Path) -> Path:
+    """One client event in the telemetry plan's format (section 2.1), to post with curl."""
+    from caret_otel.semconv import attributes as attrs
+    from caret_otel.semconv import events
+    from caret_otel.simulator.fields import client_info_key, property_key
+    from caret_otel.simulator.traffic import ClientEvent
+
+    event = ClientEvent(
+        at=datetime.now(UTC),
+        event_type=events.CARET_TASK_CREATED.client_event or "",
+        user_id_hash="hashed_user_id",
+        session_id="session_uuid",
+        properties={
+            property_key(attrs.CARET_TASK_ID): "task-1",
+            property_key(attrs.GEN_AI_PROVIDER_NAME): "anthropic",
+            property_key(attrs.GEN_AI_REQUEST_MODEL): "claude-sonnet-4",
+            property_key(attrs.CARET_CONTEXT_WINDOW_SIZE): 128000,
+        },
+        client_info={
+            client_info_key(attrs.CARET_CLIENT_VERSION): "1.0.0",
+            client_info_key(attrs.CARET_CLIENT_PLATFORM): "vscode",
+            client_info_key(attrs.CARET_CLIENT_LANGUAGE): "ko",
+        },
+    )
+    path = data_dir / "example-event.json"
+    path.write_bytes(orjson.dumps(event.to_json(), option=orjson.OPT_INDENT_2))
+    return path
 
 
 @click.command("up")
@@ -398,7 +430,6 @@ def _run(scenario: Scenario, target: Target, options: RunOptions) -> SimulationS
             return run_simulation(scenario, target, options, progress)
     except DeliveryError as exc:
         _fail(f"the gateway refused the traffic: {exc}")
-        raise AssertionError("unreachable") from exc
 
 
 def _print_summary(summary: SimulationSummary) -> None:
@@ -509,7 +540,7 @@ def replay(
         f"{stats.opted_out:,} dropped (opted out), {stats.dropped_attributes:,} attributes dropped"
     )
     for field_name, count in stats.rejected_by_field.most_common(10):
-        _out.print(f"  rejected for {field_name}: {count:,}")
+        _out.print(f"  rejected for {escape(field_name)}: {count:,}")
 
 
 # --- demo -------------------------------------------------------------------------------------
@@ -537,15 +568,15 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
 
     \b
     Examples:
-      caret-otel demo                        # about two minutes on a 2-core machine
+      caret-otel demo                        # about a minute on a 2-core machine
       caret-otel demo --users 500 --days 28  # more history
       make demo                              # venv, Collector build, Prometheus, then this
     """
     from caret_otel.simulator.run import RunOptions
     from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
 
-    if not keep_data and data_dir.exists():
-        shutil.rmtree(data_dir)
+    if not keep_data:
+        _empty_demo_dir(data_dir)
     stack = LocalStack(data_dir, fsync=False, say=_say)
     code = 0
     try:
@@ -558,7 +589,7 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
                 f"stack ready: gateway {info.gateway_url}, prometheus {info.prometheus_url or '-'}"
             )
             for warning in stack.warnings:
-                _err.print(f"[yellow]warning:[/yellow] {warning}")
+                _err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
             with _err.status("generating traffic..."):
                 scenario = build_scenario(ScenarioSettings(users, days, seed))
             target = _target(info, None, None, None, None, None, server_side=True)
@@ -575,6 +606,18 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
     if code:
         raise SystemExit(code)
     _say("demo finished; the stack is stopped")
+
+
+def _empty_demo_dir(data_dir: Path) -> None:
+    """Remove an earlier demo's folder - only one that a stack made and none still runs."""
+    if not data_dir.exists():
+        return
+    if not (data_dir / LOCK_FILE).exists() and any(data_dir.iterdir()):
+        _fail(f"{data_dir} is not empty and was not made by caret-otel; choose another --data-dir")
+    with contextlib.suppress(StackNotRunningError):
+        info = read_stack_info(data_dir)
+        _fail(f"a stack is running in {data_dir} (pid {info.pid}); stop it first")
+    shutil.rmtree(data_dir)
 
 
 def _demo_results(
@@ -597,7 +640,7 @@ def _demo_results(
                 ),
             )
     except CatchUpTimeout as exc:
-        _err.print(f"[bold red]error:[/bold red] {exc}")
+        _err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
         return 1
     click.get_current_context().invoke(
         report,
@@ -621,7 +664,7 @@ def _demo_results(
     if info.prometheus_url:
         _out.print("Queries to try in Prometheus (caret-otel up keeps it running):")
         for query in PROMETHEUS_EXAMPLES:
-            _out.print(f"  {query}")
+            _out.print(f"  {escape(query)}")
     if caught.stored_events != expected:
         _err.print(
             f"[bold red]error:[/bold red] raw.events holds {caught.stored_events:,} rows, "

@@ -106,7 +106,8 @@ def _active_probability(user: User, day_start: datetime) -> float:
 
 
 def _session_starts(ctx: _Context, day_start: datetime, forced: datetime | None) -> list[datetime]:
-    """Session start times on one UTC day, in local working hours, >30 min apart."""
+    """Session start times on one UTC day, in the user's local working hours (the caller
+    pushes each start past the previous session's end plus :data:`SESSION_GAP`)."""
     rng = ctx.rng
     count = weighted(rng, [(1, 0.55), (2, 0.32), (3, 0.13)])
     offset = timedelta(hours=ctx.user.country.utc_offset_hours)

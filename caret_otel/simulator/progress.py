@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -69,4 +70,4 @@ class BarProgress(Progress):
             self._bars.advance(self._calls, count)
 
     def phase(self, text: str) -> None:
-        self._console.print(f"[dim]·[/dim] {text}")
+        self._console.print(f"[dim]·[/dim] {escape(text)}")

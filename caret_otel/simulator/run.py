@@ -27,13 +27,13 @@ from caret_otel.processors.pseudonyms import Pseudonymizer
 from caret_otel.simulator.planting import PLANTED_SECRETS
 from caret_otel.simulator.scenario import Scenario
 from caret_otel.simulator.sender import DeliveryStats, GatewayClient
-from caret_otel.simulator.traffic import ProviderCall
 from caret_otel.simulator.server_side import (
     SIMULATED_PROMPT,
     SIMULATED_REPLY,
     ServerSide,
     ServerStats,
 )
+from caret_otel.simulator.traffic import ProviderCall
 
 
 @dataclass(frozen=True)

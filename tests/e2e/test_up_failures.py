@@ -115,13 +115,14 @@ def _wait_ready(process: subprocess.Popen[bytes], data_dir: Path) -> None:
 
 
 def test_a_crash_is_reported_and_the_stack_shuts_down(data_dir: Path) -> None:
+    # Without Prometheus the stack still runs, after saying how to install it.
     log = data_dir.parent / "up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*caret_otel(), "up", "--data-dir", str(data_dir), "--no-fsync", "--no-prometheus"],
+            [*caret_otel(), "up", "--data-dir", str(data_dir), "--no-fsync"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=cli_env(),
+            env={**cli_env(), "CARET_OTEL_PROMETHEUS_BIN": str(data_dir / "no-prometheus")},
         )
     try:
         _wait_ready(process, data_dir)
@@ -143,6 +144,8 @@ def test_a_crash_is_reported_and_the_stack_shuts_down(data_dir: Path) -> None:
     finally:
         stop_up(process)
     output = log.read_text()
+    assert "Prometheus is not installed, so the stack runs without it" in output
+    assert "apt-get install -y prometheus" in output
     assert status == 1, output
     assert "exporter exited unexpectedly (status -9)" in output
     assert "the stack was shut down" in output
