@@ -120,10 +120,12 @@ def test_events_land_scrubbed_in_the_sink_and_prometheus(
 
 
 def test_data_accepted_while_the_collector_is_down_is_delivered(
-    gateway_factory: GatewayFactory,
     collector_factory: CollectorFactory,
+    gateway_factory: GatewayFactory,
     sink_collector: SinkCollector,
 ) -> None:
+    # collector_factory first: fixtures tear down in reverse, so the gateway stops (and
+    # flushes its metrics) while its Collector still runs.
     late = collector_factory(name="late", start=False)
     gw = gateway_factory(otlp_endpoint=late.http_url, env={"CARET_OTEL_EXPORT_GRACE_SECONDS": "60"})
     task = f"task-{uuid.uuid4().hex[:12]}"
