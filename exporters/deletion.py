@@ -5,12 +5,15 @@ pseudonym key: ``Pseudonymizer.all_pseudonyms``). In one transaction, ``forget``
 
 - deletes the rows of every table with a ``user_pseudonym`` column in the exporter's
   schemas - found in the catalog, so a table added later is covered without a change
-  here - and the raw events that carry a pseudonym in any other attribute;
+  here - and the raw events that carry a pseudonym in any other attribute; the one
+  exception is an opt-out: ``privacy.consent`` rows with ``telemetry_enabled = false``
+  stay (opt-ins are deleted), because the opt-out is how the user's choice keeps being
+  honoured and it holds nothing but the pseudonym;
 - remembers a SHA-256 digest of each pseudonym with the deletion time, so events of
   the user that are still in flight (a Collector's persistent queue) are refused when
   they arrive, up to that time;
 - writes the audit row in ``privacy.deletion_requests``: request id, digests (never the
-  pseudonyms: after a deletion no table holds them), requested/completed times and the
+  pseudonyms: after a deletion no table but an opt-out holds them), requested/completed times and the
   rows removed per table.
 
 It is idempotent: a request id that completed before returns its recorded result, and
@@ -41,6 +44,7 @@ Connection = psycopg.Connection[Any]
 
 USER_COLUMN: Final = "user_pseudonym"
 SCHEMAS: Final = ("raw", "core", "agg", "trends", "privacy")
+CONSENT_TABLE: Final = "privacy.consent"
 MAX_PSEUDONYMS: Final = 64
 
 
@@ -108,6 +112,10 @@ WHERE e.user_pseudonym = ANY (%(pseudonyms)s)
    OR EXISTS (SELECT 1 FROM unnest(%(pseudonyms)s::text[]) AS p(value)
               WHERE jsonb_path_exists(e.attrs, '$.** ? (@ == $p)', jsonb_build_object('p', p.value)))
 """
+# An opt-out outlives the deletion (see the module docstring); an opt-in does not.
+_OPT_INS: Final = """
+DELETE FROM privacy.consent WHERE user_pseudonym = ANY (%s) AND telemetry_enabled
+"""
 
 
 def _recorded(conn: Connection, request_id: str) -> DeletionResult | None:
@@ -157,6 +165,9 @@ def forget(
                 if table == "raw.events":
                     deleted = conn.execute(_RAW_EVENTS_ANYWHERE, {"pseudonyms": pseudonyms})
                     removed[table] = max(deleted.rowcount, 0)
+                    continue
+                if table == CONSENT_TABLE:
+                    removed[table] = max(conn.execute(_OPT_INS, (pseudonyms,)).rowcount, 0)
                     continue
                 statement = sql.SQL("DELETE FROM {} WHERE {} = ANY (%s)").format(
                     sql.SQL(table), sql.Identifier(USER_COLUMN)

@@ -1,11 +1,13 @@
 """OTLP log records (business events) to ``raw.events`` rows.
 
 A record becomes one row: typed columns for the dimensions and measures the rollups use,
-every other registry attribute in ``attrs``. The exporter is the last stop before
-PostgreSQL, so it applies the privacy policy once more (fail closed): attributes that
-are not in the registry or are forbidden are dropped, coarse values that are not
-coarse are dropped, and a record whose pseudonymous attribute is not a pseudonym is
-refused rather than stored with a raw identifier.
+every other registry attribute in ``attrs``. A record with an assigned country code but
+no continent (server-side events send the country only) gets the country's continent.
+
+The exporter is the last stop before PostgreSQL, so it applies the privacy policy once
+more (fail closed): attributes that are not in the registry or are forbidden are
+dropped, coarse values that are not coarse are dropped, and a record whose pseudonymous
+attribute is not a pseudonym is refused rather than stored with a raw identifier.
 
 Records are refused one by one (OTLP partial success), never silently: each refusal has
 a reason (a label of the ``caret_exporter_rejected_records_total`` metric) and the
@@ -30,6 +32,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from caret_otel.processors import pseudonyms
+from caret_otel.processors.geo import continent_of
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 from caret_otel.semconv.policy import Policy, load_policy
@@ -424,6 +427,9 @@ class EventRowBuilder:
             row[_LATENCY_INDEX] = latency[0][2]
             for _, key, seconds in latency[1:]:
                 extra[key] = seconds  # the other duration, if both were sent
+        if row[_CONTINENT_INDEX] is None and row[_COUNTRY_INDEX] is not None:
+            # Server-side events carry the country only; an unassigned code stays NULL.
+            row[_CONTINENT_INDEX] = continent_of(row[_COUNTRY_INDEX])
         if row[_FEATURE_INDEX] is None and spec.feature is not None:
             row[_FEATURE_INDEX] = spec.feature
         if row[_ACTION_INDEX] is None and spec.action is not None:
@@ -449,6 +455,8 @@ def _plans_for(policy: Policy) -> dict[str, _Plan]:
 
 
 _LATENCY_INDEX: Final = _INDEX["latency_s"]
+_COUNTRY_INDEX: Final = _INDEX["country"]
+_CONTINENT_INDEX: Final = _INDEX["continent"]
 _FEATURE_INDEX: Final = _INDEX["feature"]
 _ACTION_INDEX: Final = _INDEX["feature_action"]
 _ATTRS_INDEX: Final = _INDEX["attrs"]

@@ -13,6 +13,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from caret_otel.processors.otlp_values import python_to_any
+
 from .otlp_values import EPOCH
 
 Scalar = str | bool | int | float
@@ -21,16 +23,7 @@ AttributeValue = Scalar | Sequence[Scalar]
 
 def any_value(value: AttributeValue) -> AnyValue:
     out = AnyValue()
-    if isinstance(value, bool):
-        out.bool_value = value
-    elif isinstance(value, int):
-        out.int_value = value
-    elif isinstance(value, float):
-        out.double_value = value
-    elif isinstance(value, str):
-        out.string_value = value
-    else:
-        out.array_value.values.extend(any_value(v) for v in value)
+    python_to_any(value, out)
     return out
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from caret_otel.processors.otlp_values import any_to_python, attributes_to_dict
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -16,26 +17,11 @@ JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
 def any_value(value: AnyValue) -> JsonValue:
     """The Python value of an ``AnyValue`` (bytes become base64 text, as in OTLP/JSON)."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "array_value":
-        return [any_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return key_values(value.kvlist_value.values)
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode("ascii")
-    return None
+    return cast(JsonValue, any_to_python(value, as_json=True))
 
 
 def key_values(pairs: Iterable[KeyValue]) -> dict[str, JsonValue]:
-    return {kv.key: any_value(kv.value) for kv in pairs}
+    return cast(dict[str, JsonValue], attributes_to_dict(pairs, as_json=True))
 
 
 def time_from_unix_nano(nanos: int) -> datetime:

@@ -15,7 +15,7 @@ identify nothing outside the trace); W3C trace state is kept as is.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableSequence, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -23,10 +23,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from caret_otel.processors import report as reasons
 from caret_otel.processors.consent import USER_ATTRIBUTES, ConsentStore, opted_out_user
@@ -96,6 +96,44 @@ def _opted_out(engine: PrivacyEngine, consent: ConsentStore, *kv_lists: Sequence
     return bool(present) and opted_out_user(engine, consent, *present)
 
 
+_ResourceBlock = TypeVar("_ResourceBlock", ResourceSpans, ResourceLogs)
+_ScopeBlock = TypeVar("_ScopeBlock", ScopeSpans, ScopeLogs)
+_Record = TypeVar("_Record", Span, LogRecord)
+
+
+def _scrub_records(
+    resource_blocks: MutableSequence[_ResourceBlock],
+    scope_blocks: Callable[[_ResourceBlock], Sequence[_ScopeBlock]],
+    records: Callable[[_ScopeBlock], MutableSequence[_Record]],
+    scrub_record: Callable[[_Record, PrivacyEngine, ConsentStore, ScrubReport], bool],
+    engine: PrivacyEngine,
+    consent: ConsentStore,
+    report: ScrubReport,
+) -> int:
+    """Scrub the resources, scopes and records of a trace or logs request in place;
+    returns the number of records removed for opt-out (``scrub_record`` returns False)."""
+    rejected = 0
+    drop_resources: list[int] = []
+    for r_index, resource_block in enumerate(resource_blocks):
+        if _opted_out(engine, consent, resource_block.resource.attributes):
+            rejected += sum(len(records(sb)) for sb in scope_blocks(resource_block))
+            drop_resources.append(r_index)
+            continue
+        _scrub_resource(resource_block.resource, engine, report)
+        for scope_block in scope_blocks(resource_block):
+            _scrub_scope(scope_block.scope, engine, report)
+            block_records = records(scope_block)
+            drop_records = [
+                index
+                for index, record in enumerate(block_records)
+                if not scrub_record(record, engine, consent, report)
+            ]
+            rejected += len(drop_records)
+            _delete_indexes(block_records, drop_records)
+    _delete_indexes(resource_blocks, drop_resources)
+    return rejected
+
+
 # --- traces ---------------------------------------------------------------------------------
 
 
@@ -106,25 +144,15 @@ def scrub_trace_request(
     report: ScrubReport,
 ) -> int:
     """Scrub every span in place; returns the number of spans removed for opt-out."""
-    rejected = 0
-    drop_resources: list[int] = []
-    for r_index, resource_spans in enumerate(req.resource_spans):
-        if _opted_out(engine, consent, resource_spans.resource.attributes):
-            rejected += sum(len(ss.spans) for ss in resource_spans.scope_spans)
-            drop_resources.append(r_index)
-            continue
-        _scrub_resource(resource_spans.resource, engine, report)
-        for scope_spans in resource_spans.scope_spans:
-            _scrub_scope(scope_spans.scope, engine, report)
-            drop_spans = [
-                index
-                for index, span in enumerate(scope_spans.spans)
-                if not _scrub_span(span, engine, consent, report)
-            ]
-            rejected += len(drop_spans)
-            _delete_indexes(scope_spans.spans, drop_spans)
-    _delete_indexes(req.resource_spans, drop_resources)
-    return rejected
+    return _scrub_records(
+        req.resource_spans,
+        lambda resource_spans: resource_spans.scope_spans,
+        lambda scope_spans: scope_spans.spans,
+        _scrub_span,
+        engine,
+        consent,
+        report,
+    )
 
 
 def _scrub_span(
@@ -157,25 +185,15 @@ def scrub_logs_request(
     report: ScrubReport,
 ) -> int:
     """Scrub every log record in place; returns the number removed for opt-out."""
-    rejected = 0
-    drop_resources: list[int] = []
-    for r_index, resource_logs in enumerate(req.resource_logs):
-        if _opted_out(engine, consent, resource_logs.resource.attributes):
-            rejected += sum(len(sl.log_records) for sl in resource_logs.scope_logs)
-            drop_resources.append(r_index)
-            continue
-        _scrub_resource(resource_logs.resource, engine, report)
-        for scope_logs in resource_logs.scope_logs:
-            _scrub_scope(scope_logs.scope, engine, report)
-            drop_records = [
-                index
-                for index, record in enumerate(scope_logs.log_records)
-                if not _scrub_log_record(record, engine, consent, report)
-            ]
-            rejected += len(drop_records)
-            _delete_indexes(scope_logs.log_records, drop_records)
-    _delete_indexes(req.resource_logs, drop_resources)
-    return rejected
+    return _scrub_records(
+        req.resource_logs,
+        lambda resource_logs: resource_logs.scope_logs,
+        lambda scope_logs: scope_logs.log_records,
+        _scrub_log_record,
+        engine,
+        consent,
+        report,
+    )
 
 
 def _scrub_log_record(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping, MutableSequence
 from typing import Final
 
@@ -15,8 +16,12 @@ class _Unsupported:
 UNSUPPORTED: Final = _Unsupported()
 
 
-def any_to_python(value: AnyValue) -> object:
-    """str, bool, int, float, bytes, list, dict, None, or ``UNSUPPORTED``."""
+def any_to_python(value: AnyValue, *, as_json: bool = False) -> object:
+    """str, bool, int, float, bytes, list, dict, None, or ``UNSUPPORTED``.
+
+    With ``as_json=True`` the value is shaped as in OTLP/JSON: bytes become base64 text
+    and a value this code cannot inspect becomes None.
+    """
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -27,12 +32,12 @@ def any_to_python(value: AnyValue) -> object:
     if kind == "bool_value":
         return value.bool_value
     if kind == "array_value":
-        return [any_to_python(v) for v in value.array_value.values]
+        return [any_to_python(v, as_json=as_json) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: any_to_python(kv.value) for kv in value.kvlist_value.values}
+        return attributes_to_dict(value.kvlist_value.values, as_json=as_json)
     if kind == "bytes_value":
-        return value.bytes_value
-    if kind is None:
+        return base64.b64encode(value.bytes_value).decode("ascii") if as_json else value.bytes_value
+    if kind is None or as_json:
         return None
     return UNSUPPORTED
 
@@ -65,9 +70,10 @@ def python_to_any(value: object, out: AnyValue) -> None:
         raise TypeError(f"cannot encode {type(value).__name__} as an OTLP AnyValue")
 
 
-def attributes_to_dict(kvs: Iterable[KeyValue]) -> dict[str, object]:
-    """KeyValue list -> dict (a repeated key keeps its last value, as collectors do)."""
-    return {kv.key: any_to_python(kv.value) for kv in kvs}
+def attributes_to_dict(kvs: Iterable[KeyValue], *, as_json: bool = False) -> dict[str, object]:
+    """KeyValue list -> dict (a repeated key keeps its last value, as collectors do);
+    ``as_json`` as in ``any_to_python``."""
+    return {kv.key: any_to_python(kv.value, as_json=as_json) for kv in kvs}
 
 
 def replace_attributes(kvs: MutableSequence[KeyValue], values: Mapping[str, object]) -> None:

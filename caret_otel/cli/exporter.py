@@ -19,15 +19,17 @@ from caret_otel.exporters.config import (
     LISTEN_ENV,
     ExporterSettings,
     SettingsError,
+    database_url_from_env,
     listen_from_env,
     require_database_url,
 )
+from caret_otel.stack.state import DEFAULT_DATA_DIR, StackNotRunningError, read_stack_info
 
 database_url_option = click.option(
     "--database-url",
     metavar="URL",
     default=None,
-    help=f"PostgreSQL URL [default: ${' or $'.join(DATABASE_URL_ENVS)}].",
+    help=f"PostgreSQL URL [default: ${' or $'.join(DATABASE_URL_ENVS)}; for `report`, else the running `caret-otel up` stack's analyst login].",
 )
 
 
@@ -36,6 +38,16 @@ def _database_url(flag: str | None) -> str:
         return require_database_url(flag)
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def _report_database_url(flag: str | None) -> str:
+    """The flag or env URL; else the read-only analyst login of the running local stack."""
+    if flag or database_url_from_env():
+        return _database_url(flag)
+    try:
+        return read_stack_info(DEFAULT_DATA_DIR).database.analyst_dsn()
+    except StackNotRunningError:
+        return _database_url(flag)  # no URL anywhere: the usage error says how to give one
 
 
 def _fail(message: str) -> None:
@@ -317,7 +329,7 @@ def report(start: date | None, end: date | None, output: str, database_url: str 
     if end < start:
         raise click.BadParameter(f"{end} is before --from {start}", param_hint="--to")
     try:
-        sections = report_mod.build_report(_database_url(database_url), start, end)
+        sections = report_mod.build_report(_report_database_url(database_url), start, end)
     except psycopg.Error as exc:
         _fail(f"PostgreSQL: {exc}")
     if output == "json":

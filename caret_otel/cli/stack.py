@@ -21,13 +21,17 @@ from rich.table import Table
 
 from caret_otel.stack.credentials import masked
 from caret_otel.stack.local import LOCK_FILE, LocalStack, StackPorts, StackStartError
-from caret_otel.stack.state import StackInfo, StackNotRunningError, read_stack_info
+from caret_otel.stack.state import (
+    DEFAULT_DATA_DIR,
+    StackInfo,
+    StackNotRunningError,
+    read_stack_info,
+)
 
 if TYPE_CHECKING:  # the simulator pulls in the OTel SDK: import it only when it runs
     from caret_otel.simulator.run import RunOptions, SimulationSummary, Target
     from caret_otel.simulator.scenario import Scenario
 
-DEFAULT_DATA_DIR = Path(".caret-otel")
 DEMO_DATA_DIR = DEFAULT_DATA_DIR / "demo"
 DEMO_USERS = 300
 DEMO_DAYS = 28

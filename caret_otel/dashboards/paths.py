@@ -1,30 +1,12 @@
 """Where the checked-in files this package generates and reads live.
 
 Dashboards, provisioning and rules are repository files (Grafana and Prometheus read
-them from disk), not package data, so we locate the checkout: ``$CARET_OTEL_REPO``, or
-the first folder above this module (followed through the editable install's links) or
-above the working directory that holds ``grafana/provisioning``.
+them from disk), not package data; :func:`caret_otel.stack.repo.repo_root` locates the
+checkout (``$CARET_OTEL_REPO`` or a search upwards) for the whole package.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Final
+from caret_otel.stack.repo import repo_root
 
-_MARKER: Final = Path("grafana") / "provisioning"
-
-
-def repo_root() -> Path:
-    override = os.environ.get("CARET_OTEL_REPO")
-    if override:
-        return Path(override).absolute()
-    here = Path(__file__)
-    for start in (here.resolve(), here.absolute(), Path.cwd()):
-        for candidate in (start, *start.parents):
-            if (candidate / _MARKER).is_dir():
-                return candidate
-    raise RuntimeError(
-        f"cannot find the caret-otel checkout (no {_MARKER} above {here} or {Path.cwd()}); "
-        "set CARET_OTEL_REPO"
-    )
+__all__ = ["repo_root"]

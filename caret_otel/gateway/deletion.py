@@ -9,10 +9,11 @@ from the audit table instead of running again.
 Deletion is not an opt-out: the user's consent setting is left as it is. A user who
 wants their data gone *and* no further collection opts out too (``PUT
 /telemetry/consent`` or a ``user.opt_out`` event); a user who only asked for their
-history to be erased keeps using Caret with telemetry on. Conversely an opt-out
-survives the deletion (``forget`` clears the consent table's rows too, so the gateway
-writes an existing opt-out back). Events already in flight when the deletion ran are
-refused by the exporter (it remembers the pseudonyms' digests with the deletion time).
+history to be erased keeps using Caret with telemetry on (``forget`` deletes an opt-in
+row like any other per-user row; no row means telemetry on). Conversely an opt-out
+survives the deletion (``forget`` keeps the consent table's opt-out rows). Events
+already in flight when the deletion ran are refused by the exporter (it remembers the
+pseudonyms' digests with the deletion time).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from caret_otel.gateway import openapi_spec as spec
 from caret_otel.gateway.auth import Role
 from caret_otel.gateway.errors import RequestError
 from caret_otel.gateway.runtime import Gateway
-from caret_otel.processors.consent import ConsentStoreError
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +70,13 @@ async def delete_user(gateway: Gateway, request: Request, user_id_hash: str) -> 
             None,
         )
     pseudonyms = gateway.pseudonymizer.all_pseudonyms(user_id_hash)
-    opted_out = any(gateway.consent.is_opted_out(p) for p in pseudonyms)
     try:
         result: DeletionResult = await run_in_threadpool(
             forget, database, pseudonyms, request_id=request_id
         )
-        if opted_out:
-            # `forget` clears every per-user table, the consent table included; an
-            # objection to collection must outlive the deletion, so it is written back.
-            await run_in_threadpool(gateway.consent.set_consent, pseudonyms, False)
     except InvalidDeletionRequest as exc:
         gateway.metrics.deletions.labels("invalid").inc()
         raise RequestError.unprocessable(str(exc), field="user_id_hash") from None
-    except ConsentStoreError as exc:
-        gateway.metrics.deletions.labels("failed").inc()
-        log.error(
-            "deletion %s: data deleted but the opt-out was not re-recorded: %s", request_id, exc
-        )
-        raise RequestError.unavailable(
-            "the data was deleted but the user's opt-out could not be recorded again; "
-            f"retry with the same {IDEMPOTENCY_HEADER}",
-            DATABASE_RETRY_AFTER_S,
-        ) from None
     except psycopg.Error as exc:
         gateway.metrics.deletions.labels("failed").inc()
         log.error("deletion %s failed: %s; nothing was deleted", request_id, type(exc).__name__)

@@ -29,39 +29,19 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import yaml
 
 from caret_otel.stack.ports import LOOPBACK, free_port
 from caret_otel.stack.process import ManagedProcess, MissingBinaryError
+from caret_otel.stack.repo import repo_root as repo_root  # public here too: collector.repo_root()
 
 INSTALL_HINT = "build it with: make collector"
-_MARKER = Path("collector") / "builder-config.yaml"
 
 
 class CollectorConfigError(RuntimeError):
     """``otelcol-caret validate`` rejected a config; the message has its output."""
-
-
-def repo_root() -> Path:
-    """The caret-otel checkout (the directory holding ``collector/builder-config.yaml``).
-
-    ``$CARET_OTEL_REPO`` wins; otherwise we search upwards from this file (also through
-    the editable-install link) and from the working directory.
-    """
-    override = os.environ.get("CARET_OTEL_REPO")
-    if override:
-        return Path(override).absolute()
-    here = Path(__file__)
-    for start in (here.resolve(), here.absolute(), Path.cwd()):
-        for candidate in (start, *start.parents):
-            if (candidate / _MARKER).is_file():
-                return candidate
-    raise RuntimeError(
-        "cannot find the caret-otel checkout (no collector/builder-config.yaml above "
-        f"{here} or {Path.cwd()}); set CARET_OTEL_REPO"
-    )
 
 
 def binary_path() -> Path:
@@ -155,8 +135,36 @@ def _env_text(value: object) -> str:
     return str(value)
 
 
+class _ConfigEnv:
+    """What :class:`CollectorConfigEnv` and :class:`SinkConfigEnv` share: the fields
+    behind ``ENV_NAMES`` as variables, and the URLs of the OTLP/HTTP and health
+    listeners (``host:port`` fields)."""
+
+    #: field name -> environment variable read by the config.
+    ENV_NAMES: ClassVar[Mapping[str, str]]
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]  # set by @dataclass
+    http_endpoint: str
+    health_endpoint: str
+
+    def as_env(self) -> dict[str, str]:
+        """Every variable, as strings, ready for ``os.environ``/``subprocess`` ``env``."""
+        return {name: _env_text(getattr(self, field)) for field, name in self.ENV_NAMES.items()}
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def health_port(self) -> int:
+        return int(self.health_endpoint.rsplit(":", 1)[1])
+
+    @property
+    def http_url(self) -> str:
+        """Base URL for OTLP/HTTP senders (SDK: ``<http_url>/v1/traces`` ...)."""
+        return f"http://{self.http_endpoint}"
+
+
 @dataclass(frozen=True)
-class CollectorConfigEnv:
+class CollectorConfigEnv(_ConfigEnv):
     """The ``${env:...}`` inputs of ``otel-collector-config.yaml``, with its defaults.
 
     ``as_env()`` gives the variables to export; :meth:`with_free_ports` gives a set of
@@ -230,13 +238,6 @@ class CollectorConfigEnv:
         if self.hmac_key and len(self.hmac_key.encode()) < self.MIN_HMAC_KEY_BYTES:
             raise ValueError(f"hmac_key: at least {self.MIN_HMAC_KEY_BYTES} bytes are needed")
 
-    def as_env(self) -> dict[str, str]:
-        """Every variable, as strings, ready for ``os.environ``/``subprocess`` ``env``."""
-        return {name: _env_text(getattr(self, field)) for field, name in self.ENV_NAMES.items()}
-
-    def replace(self, **changes: Any) -> CollectorConfigEnv:
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def with_free_ports(cls, **fields: Any) -> CollectorConfigEnv:
         """Defaults, with every *listener* of the Collector on a fresh loopback port.
@@ -255,22 +256,13 @@ class CollectorConfigEnv:
         return cls(**{**listeners, **fields})
 
     @property
-    def health_port(self) -> int:
-        return int(self.health_endpoint.rsplit(":", 1)[1])
-
-    @property
-    def http_url(self) -> str:
-        """Base URL for OTLP/HTTP senders (SDK: ``<http_url>/v1/traces`` ...)."""
-        return f"http://{self.http_endpoint}"
-
-    @property
     def telemetry_url(self) -> str:
         """The Collector's own Prometheus metrics page."""
         return f"http://{self.telemetry_host}:{self.telemetry_port}/metrics"
 
 
 @dataclass(frozen=True)
-class SinkConfigEnv:
+class SinkConfigEnv(_ConfigEnv):
     """The ``${env:...}`` inputs of ``collector/sink-config.yaml``.
 
     The sink writes what it receives as OTLP/JSON lines, one file per signal. Its
@@ -296,12 +288,6 @@ class SinkConfigEnv:
         "metrics_path": "CARET_OTEL_SINK_METRICS_PATH",
     }
 
-    def as_env(self) -> dict[str, str]:
-        return {name: str(getattr(self, field)) for field, name in self.ENV_NAMES.items()}
-
-    def replace(self, **changes: Any) -> SinkConfigEnv:
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def in_dir(cls, directory: Path, **fields: Any) -> SinkConfigEnv:
         """Free loopback ports; the three files under ``directory``."""
@@ -314,14 +300,6 @@ class SinkConfigEnv:
             "metrics_path": str(directory / "metrics.jsonl"),
         }
         return cls(**{**values, **fields})
-
-    @property
-    def health_port(self) -> int:
-        return int(self.health_endpoint.rsplit(":", 1)[1])
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.http_endpoint}"
 
     @property
     def loki_endpoint(self) -> str:

@@ -20,6 +20,8 @@ import orjson
 from caret_otel.stack.credentials import StackCredentials
 
 STATE_FILE: Final = "stack.json"
+DEFAULT_DATA_DIR: Final = Path(".caret-otel")
+"""Where `caret-otel up` keeps data, logs and secrets unless told otherwise."""
 
 
 class StackNotRunningError(RuntimeError):

@@ -1,6 +1,7 @@
 """Deletion on request: after ``forget`` no table of any schema holds the user's
-pseudonyms (under any key), the audit row exists, other users are untouched, repeating
-is harmless, and the user's events still in flight are refused."""
+pseudonyms (under any key) but an opt-out in ``privacy.consent``, the audit row exists,
+other users are untouched, repeating is harmless, and the user's events still in flight
+are refused."""
 
 from __future__ import annotations
 
@@ -86,9 +87,17 @@ def loaded(database: str) -> str:
     return database
 
 
-def test_forget_leaves_no_trace_of_the_user_in_any_table(loaded: str) -> None:
+@pytest.mark.parametrize("opted_out", [False, True], ids=["opted-in", "opted-out"])
+def test_forget_leaves_no_trace_of_the_user_in_any_table(loaded: str, opted_out: bool) -> None:
     pseudonyms = PSEUDONYMIZER.all_pseudonyms("alice")
     hex_parts = [p.split(":", 1)[1] for p in pseudonyms]
+    alice = PSEUDONYMIZER.pseudonymize("alice")
+    if opted_out:
+        with psycopg.connect(loaded, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE privacy.consent SET telemetry_enabled = false WHERE user_pseudonym = %s",
+                (alice,),
+            )
     before = hits(loaded, hex_parts)
     assert {"raw.events", "core.users", "agg.user_daily_activity", "agg.sessions",
             "agg.user_daily_usage", "privacy.consent"} <= set(before)  # fmt: skip
@@ -99,12 +108,16 @@ def test_forget_leaves_no_trace_of_the_user_in_any_table(loaded: str) -> None:
 
     result = forget(loaded, pseudonyms, request_id="ticket-4711")
 
-    assert hits(loaded, hex_parts) == {}
+    # The one row that may stay is an opt-out: it is how her choice keeps being honoured
+    # (docs/privacy.md, "Deletion and consent"), and it holds nothing but the pseudonym.
+    assert hits(loaded, hex_parts) == ({"privacy.consent": 1} if opted_out else {})
+    consent = query(loaded, "SELECT user_pseudonym, telemetry_enabled FROM privacy.consent")
+    assert consent == ([(alice, False)] if opted_out else [])
     assert result.request_id == "ticket-4711"
     assert not result.already_completed
     assert result.rows_removed["raw.events"] == 5
     assert result.rows_removed["core.users"] == 2  # one per key
-    assert result.rows_removed["privacy.consent"] == 1
+    assert result.rows_removed["privacy.consent"] == (0 if opted_out else 1)
     assert result.rows_removed["agg.user_daily_activity"] == 2  # a day under each key
     assert result.rows_removed["agg.user_daily_usage"] == 1
     audit = query(

@@ -69,14 +69,20 @@ def test_deletion_with_the_admin_token(gateway_factory: GatewayFactory, database
     assert 'caret_gateway_deletions_total{outcome="done"} 2.0' in gw.metrics_text()
 
 
-def test_deletion_keeps_an_opt_out(gateway_factory: GatewayFactory, database_url: str) -> None:
+@pytest.mark.parametrize("enabled", [False, True], ids=["opt-out-kept", "opt-in-removed"])
+def test_deletion_keeps_an_opt_out_and_removes_an_opt_in(
+    gateway_factory: GatewayFactory, database_url: str, enabled: bool
+) -> None:
     gw = gateway_factory(env={"DATABASE_URL": database_url})
     user = f"user-{uuid.uuid4().hex[:8]}"
-    assert gw.set_consent(user, False).status_code == 200
-    assert gw.client.delete(f"/telemetry/users/{user}", headers=ADMIN_AUTH).status_code == 200
+    assert gw.set_consent(user, enabled).status_code == 200
+    done = gw.client.delete(f"/telemetry/users/{user}", headers=ADMIN_AUTH)
+    assert done.status_code == 200, done.text
+    # `forget` itself keeps an opt-out row: nothing is deleted and written back.
+    assert done.json()["rows_removed"]["privacy.consent"] == (1 if enabled else 0)
     pseudonym = gw.gateway.pseudonymizer.pseudonymize(user)
-    assert consent_rows(database_url)[pseudonym] is False
-    assert gw.post_events(client_event(user=user)).json()["opted_out"] == 1
+    assert consent_rows(database_url).get(pseudonym) == (None if enabled else False)
+    assert gw.post_events(client_event(user=user)).json()["opted_out"] == (0 if enabled else 1)
 
 
 def test_bad_idempotency_key(gateway_factory: GatewayFactory, database_url: str) -> None:

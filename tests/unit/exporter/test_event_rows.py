@@ -120,6 +120,41 @@ def test_a_coarse_value_that_is_not_coarse_is_dropped() -> None:
     assert decoded.dropped_attributes == {"not_coarse": 1}
 
 
+def signed_up(**geo: Any) -> Any:
+    """A server-side sign-up as the SDK sends it: a country, no continent."""
+    attributes: dict[str, Any] = {attrs.CARET_EVENT_ID: "ev-2", attrs.ENDUSER_PSEUDO_ID: USER}
+    attributes.update(geo)
+    return event_record(events.CARET_USER_SIGNED_UP.name, NOW - timedelta(hours=1), attributes)
+
+
+def test_a_missing_continent_is_derived_from_a_valid_country() -> None:
+    decoded = decode(signed_up(**{attrs.GEO_COUNTRY_ISO_CODE: "KR"}))
+    row = as_dict(decoded.rows[0])
+    assert (row["country"], row["continent"]) == ("KR", "AS")
+    assert orjson.loads(row["attrs"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("geo", "country"),
+    [
+        ({}, None),  # no country: nothing to derive from
+        ({attrs.GEO_COUNTRY_ISO_CODE: "ZZ"}, "ZZ"),  # coarse, but not an assigned code
+        ({attrs.GEO_COUNTRY_ISO_CODE: "Seoul"}, None),  # not coarse: dropped
+    ],
+)
+def test_no_continent_is_guessed_without_a_valid_country(
+    geo: dict[str, Any], country: str | None
+) -> None:
+    row = as_dict(decode(signed_up(**geo)).rows[0])
+    assert (row["country"], row["continent"]) == (country, None)
+
+
+def test_a_continent_that_was_sent_is_kept_as_sent() -> None:
+    geo = {attrs.GEO_COUNTRY_ISO_CODE: "TR", attrs.GEO_CONTINENT_CODE: "EU"}
+    row = as_dict(decode(signed_up(**geo)).rows[0])
+    assert (row["country"], row["continent"]) == ("TR", "EU")
+
+
 def test_a_raw_identifier_in_a_pseudonymous_attribute_refuses_the_record() -> None:
     decoded = decode(tokens_event(**{attrs.ENDUSER_PSEUDO_ID: "alice@example.com"}))
     assert decoded.rows == []
