@@ -61,8 +61,8 @@ GATEWAY_CORE = "0"
 OTHER_CORE = "1"
 TOKEN = "bench-ingest-token-" + secrets.token_hex(8)
 
-# A Collector that takes OTLP/HTTP and throws it away (the gateway's downstream).
-DISCARD_CONFIG = """
+# What both benchmark Collectors share: OTLP/HTTP in, a discarding exporter, a health check.
+_COLLECTOR_BASE = """
 receivers:
   otlp:
     protocols:
@@ -80,35 +80,28 @@ service:
     metrics:
       level: none
   pipelines:
+"""
+
+# A Collector that takes OTLP/HTTP and throws it away (the gateway's downstream).
+DISCARD_CONFIG = (
+    _COLLECTOR_BASE
+    + """\
     logs: {receivers: [otlp], exporters: [debug]}
     traces: {receivers: [otlp], exporters: [debug]}
     metrics: {receivers: [otlp], exporters: [debug]}
 """
+)
 
 # The Collector under comparison: the privacy pass processors of collector/privacy-pass.yaml.
-PRIVACY_PIPELINE = """
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:${env:BENCH_HTTP_PORT}
-exporters:
-  debug:
-    verbosity: basic
-extensions:
-  health_check:
-    endpoint: 127.0.0.1:${env:BENCH_HEALTH_PORT}
-service:
-  extensions: [health_check]
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
+PRIVACY_PIPELINE = (
+    _COLLECTOR_BASE
+    + """\
     logs:
       receivers: [otlp]
       processors: [redaction/pseudonyms, transform/pseudonym_format, redaction/allowlist, transform/privacy]
       exporters: [debug]
 """
+)
 
 
 # --- the workload -----------------------------------------------------------------------

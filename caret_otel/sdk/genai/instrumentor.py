@@ -17,13 +17,14 @@ so usage, finish reasons and streamed durations would be lost.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from opentelemetry import metrics, trace
@@ -49,6 +50,7 @@ SEMCONV_OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
 
 SyncSend = Callable[..., httpx.Response]
 AsyncSend = Callable[..., Awaitable[httpx.Response]]
+S = TypeVar("S", httpx.SyncByteStream, httpx.AsyncByteStream)
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,40 @@ def _watch(operation: GenAIOperation, response: httpx.Response, body_read: bool)
     return BodyWatch(operation, observer, decoder, error_type=error_type)
 
 
+@contextlib.contextmanager
+def _sending(operation: GenAIOperation) -> Iterator[None]:
+    """Around the original ``send``: the GenAI span is current, and an error ends it."""
+    with operation.activated():
+        try:
+            yield
+        except BaseException as exc:  # cancellation ends the operation too
+            operation.fail(exc)
+            raise
+
+
+def _observe(
+    operation: GenAIOperation,
+    response: httpx.Response,
+    streamed: bool,
+    stream_type: type[S],
+    observed: Callable[[S, BodyWatch], httpx.SyncByteStream | httpx.AsyncByteStream],
+) -> None:
+    """After ``send``: end the operation once the body is read (now, or as it streams)."""
+    if not streamed:
+        watch = _watch(operation, response, True)
+        watch.feed(response.content)
+        watch.end()
+        return
+    inner = response.stream
+    if isinstance(inner, stream_type):
+        response.stream = observed(inner, _watch(operation, response, False))
+    else:  # not an httpx byte stream: nothing to observe, end at the headers
+        operation.end(None, _error_type(response))
+
+
+# The sync and async wrappers differ only in the ``await`` and the stream types.
+
+
 def _sync_send(installation: _Installation) -> SyncSend:
     original = installation.original_send
 
@@ -179,22 +215,10 @@ def _sync_send(installation: _Installation) -> SyncSend:
         operation = _start(installation, request)
         if operation is None:
             return original(self, request, **kwargs)
-        with operation.activated():
-            try:
-                response = original(self, request, **kwargs)
-            except BaseException as exc:  # cancellation ends the operation too
-                operation.fail(exc)
-                raise
-        if kwargs.get("stream", False):
-            inner = response.stream
-            if isinstance(inner, httpx.SyncByteStream):
-                response.stream = ObservedSyncStream(inner, _watch(operation, response, False))
-            else:  # not an httpx byte stream: nothing to observe, end at the headers
-                operation.end(None, _error_type(response))
-        else:
-            watch = _watch(operation, response, True)
-            watch.feed(response.content)
-            watch.end()
+        with _sending(operation):
+            response = original(self, request, **kwargs)
+        streamed = kwargs.get("stream", False)
+        _observe(operation, response, streamed, httpx.SyncByteStream, ObservedSyncStream)
         return response
 
     return send
@@ -210,22 +234,10 @@ def _async_send(installation: _Installation) -> AsyncSend:
         operation = _start(installation, request)
         if operation is None:
             return await original(self, request, **kwargs)
-        with operation.activated():
-            try:
-                response = await original(self, request, **kwargs)
-            except BaseException as exc:  # cancellation ends the operation too
-                operation.fail(exc)
-                raise
-        if kwargs.get("stream", False):
-            inner = response.stream
-            if isinstance(inner, httpx.AsyncByteStream):
-                response.stream = ObservedAsyncStream(inner, _watch(operation, response, False))
-            else:  # not an httpx byte stream: nothing to observe, end at the headers
-                operation.end(None, _error_type(response))
-        else:
-            watch = _watch(operation, response, True)
-            watch.feed(response.content)
-            watch.end()
+        with _sending(operation):
+            response = await original(self, request, **kwargs)
+        streamed = kwargs.get("stream", False)
+        _observe(operation, response, streamed, httpx.AsyncByteStream, ObservedAsyncStream)
         return response
 
     return send

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import count
-from pathlib import Path
 
 import pytest
+from fixtures.services import migrated_database
 
-from caret_otel.exporters.schema import migrate
 from caret_otel.stack import PostgresServer
 
 _numbers = count(1)
@@ -23,9 +20,7 @@ def new_database(postgres: PostgresServer, request: pytest.FixtureRequest) -> Ca
 
     def make() -> str:
         base = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
-        url = postgres.create_database(f"exp_{base}_{next(_numbers)}")
-        migrate(url)
-        return url
+        return migrated_database(postgres, f"exp_{base}_{next(_numbers)}")
 
     return make
 
@@ -34,17 +29,3 @@ def new_database(postgres: PostgresServer, request: pytest.FixtureRequest) -> Ca
 def database(new_database: Callable[[], str]) -> str:
     """A new migrated database for this test."""
     return new_database()
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL of this test alone, which it may stop and start."""
-    root = Path(tempfile.mkdtemp(prefix="caret-otel-exporter-pg-"))
-    root.chmod(0o755)  # the server's own OS user must reach its data directory
-    server = PostgresServer(root / "data", fsync=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)

@@ -6,10 +6,9 @@ import uuid
 
 import psycopg
 import pytest
-from fixtures.services import wait_until
+from fixtures.services import migrated_database, wait_until
 from integration.gateway.gateway_support import ADMIN_AUTH, AUTH, GatewayFactory, client_event
 
-from caret_otel.exporters.schema import migrate
 from caret_otel.stack import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -17,9 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def database_url(postgres: PostgresServer) -> str:
-    url = postgres.create_database("gateway_tests")
-    migrate(url)
-    return url
+    return migrated_database(postgres, "gateway_tests")
 
 
 def consent_rows(url: str) -> dict[str, bool]:
@@ -96,8 +93,7 @@ def test_bad_idempotency_key(gateway_factory: GatewayFactory, database_url: str)
 def test_503_when_the_consent_store_cannot_record(
     gateway_factory: GatewayFactory, postgres: PostgresServer
 ) -> None:
-    url = postgres.create_database("gateway_consent_broken")
-    migrate(url)
+    url = migrated_database(postgres, "gateway_consent_broken")
     gw = gateway_factory(env={"DATABASE_URL": url})
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE privacy.consent RENAME TO consent_gone")

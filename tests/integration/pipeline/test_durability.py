@@ -10,11 +10,9 @@ event the Collector acknowledged must come out of its persistent queue.
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -39,20 +37,6 @@ OUTAGE_SECONDS = 60.0
 @pytest.fixture
 def workdir(services_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="durability-", dir=services_dir))
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL of this test alone, which it may stop and start."""
-    root = Path(tempfile.mkdtemp(prefix="caret-otel-pipeline-pg-"))
-    root.chmod(0o755)  # the server's own OS user must reach its data directory
-    server = PostgresServer(root / "data", fsync=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_collector_sigkill_mid_stream_loses_and_duplicates_nothing(

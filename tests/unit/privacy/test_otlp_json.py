@@ -56,3 +56,19 @@ def test_invalid_documents_say_where(document: dict[str, object], message: str) 
     with pytest.raises(OtlpJsonError) as caught:
         parse_request(document)
     assert message in str(caught.value)
+
+
+def test_deeply_nested_document_is_an_error_not_a_crash() -> None:
+    value: dict[str, object] = {"stringValue": "x"}
+    for _ in range(50_000):
+        value = {"arrayValue": {"values": [value]}}
+    span = {"traceId": doc.TRACE_ID, "attributes": [{"key": "k", "value": value}]}
+    document = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    with pytest.raises(OtlpJsonError) as caught:
+        parse_request(document)
+    assert caught.value.field == "document"
+
+
+def test_unknown_fields_can_be_ignored_as_receivers_do() -> None:
+    kind, _ = parse_request({"resourceSpans": [{"nope": 1}]}, ignore_unknown_fields=True)
+    assert kind == "traces"

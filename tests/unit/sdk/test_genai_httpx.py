@@ -9,7 +9,9 @@ import asyncio
 import logging
 import re
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -102,16 +104,12 @@ OPENAI_CHAT = ApiCase(
     response_id_prefix="chatcmpl-stub",
     stream_error="server_error",
 )
-OPENAI_RESPONSES = ApiCase(
+OPENAI_RESPONSES = replace(
+    OPENAI_CHAT,
     name="openai-responses",
-    provider="openai",
     path="/v1/responses",
     shape=ApiShape.OPENAI_RESPONSES,
-    input_tokens=USAGE.input + USAGE.cache_read,
-    cache_creation=None,
-    finish_reasons=("stop",),
     response_id_prefix="resp_stub",
-    stream_error="server_error",
 )
 CASES = [ANTHROPIC, OPENAI_CHAT, OPENAI_RESPONSES]
 case_ids = [c.name for c in CASES]
@@ -182,6 +180,45 @@ def call_async(
 CALLERS = {"sync": call_sync, "async": call_async}
 
 
+def call_stub(
+    stub: ProviderStub,
+    case: ApiCase,
+    scenario: str = "ok",
+    *,
+    stream: bool,
+    caller: str = "sync",
+    timeout: float = 10.0,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Outcome:
+    """Call ``case``'s API on the stub (``case.body`` unless ``body`` is given) with the
+    stub headers of ``scenario`` plus ``headers``."""
+    return CALLERS[caller](
+        stub.url + case.path,
+        case.body(stream=stream) if body is None else body,
+        stub_headers(scenario, **(headers or {})),
+        stream=stream,
+        timeout=timeout,
+    )
+
+
+@contextmanager
+def open_stream(
+    stub: ProviderStub, case: ApiCase, headers: dict[str, str] | None = None
+) -> Iterator[httpx.Response]:
+    """A streamed call of ``case``'s API, its response open for the ``with`` block to read."""
+    with (
+        httpx.Client() as client,
+        client.stream(
+            "POST",
+            stub.url + case.path,
+            json=case.body(stream=True),
+            headers=stub_headers(**(headers or {})),
+        ) as response,
+    ):
+        yield response
+
+
 # --- expectations --------------------------------------------------------------------------
 def base_attributes(case: ApiCase, stub: ProviderStub) -> dict[str, Any]:
     return {
@@ -209,6 +246,24 @@ def assert_duration_point(captured: Captured, expected: dict[str, Any]) -> None:
     assert list(point.explicit_bounds) == list(DURATION.buckets or ())
 
 
+def assert_failed_call_metrics(
+    captured: Captured,
+    case: ApiCase,
+    stub: ProviderStub,
+    error_type: str,
+    *,
+    response_model: bool = False,
+) -> None:
+    """One duration point with ``error.type`` (and the response model, when the response
+    began), and no token points."""
+    expected = dict(base_attributes(case, stub))
+    if response_model:
+        expected[attrs.GEN_AI_RESPONSE_MODEL] = RESPONSE_MODEL
+    expected[attrs.ERROR_TYPE] = error_type
+    assert_duration_point(captured, expected)
+    assert captured.points(TOKENS.name) == []
+
+
 def assert_http_child(captured: Captured) -> None:
     genai = captured.only_genai_span()
     http = [s for s in captured.finished_spans() if s is not genai]
@@ -226,9 +281,7 @@ def test_successful_call_is_one_genai_span_with_usage_and_metrics(
     instrument: Instrument, provider_stub: ProviderStub, case: ApiCase, stream: bool, caller: str
 ) -> None:
     captured = instrument(case.provider)
-    outcome = CALLERS[caller](
-        provider_stub.url + case.path, case.body(stream=stream), stub_headers(), stream=stream
-    )
+    outcome = call_stub(provider_stub, case, stream=stream, caller=caller)
     assert outcome.status == 200
     assert REPLY_SECRET in outcome.text  # the caller got the content, untouched
 
@@ -280,12 +333,7 @@ def test_http_error_status_is_the_error_type(
     instrument: Instrument, provider_stub: ProviderStub, case: ApiCase, stream: bool, status: int
 ) -> None:
     captured = instrument(case.provider)
-    outcome = call_sync(
-        provider_stub.url + case.path,
-        case.body(stream=stream),
-        stub_headers(f"error-{status}"),
-        stream=stream,
-    )
+    outcome = call_stub(provider_stub, case, f"error-{status}", stream=stream)
     assert outcome.status == status
     assert "rejected" in outcome.text  # the provider's message reached the caller only
 
@@ -298,10 +346,7 @@ def test_http_error_status_is_the_error_type(
         attrs.ERROR_TYPE: str(status),
     }
     assert dict(span.attributes or {}) == expected
-    assert_duration_point(
-        captured, {**base_attributes(case, provider_stub), attrs.ERROR_TYPE: str(status)}
-    )
-    assert captured.points(TOKENS.name) == []
+    assert_failed_call_metrics(captured, case, provider_stub, str(status))
     assert_no_content(captured)
 
 
@@ -309,12 +354,7 @@ def test_async_error_status_is_the_error_type(
     instrument: Instrument, provider_stub: ProviderStub
 ) -> None:
     captured = instrument(ANTHROPIC.provider)
-    outcome = call_async(
-        provider_stub.url + ANTHROPIC.path,
-        ANTHROPIC.body(stream=True),
-        stub_headers("error-500"),
-        stream=True,
-    )
+    outcome = call_stub(provider_stub, ANTHROPIC, "error-500", stream=True, caller="async")
     assert outcome.status == 500
     span = captured.only_genai_span()
     assert span.attributes is not None
@@ -328,12 +368,7 @@ def test_provider_error_event_mid_stream_is_the_error_type(
     instrument: Instrument, provider_stub: ProviderStub, case: ApiCase, caller: str
 ) -> None:
     captured = instrument(case.provider)
-    outcome = CALLERS[caller](
-        provider_stub.url + case.path,
-        case.body(stream=True),
-        stub_headers("stream-error"),
-        stream=True,
-    )
+    outcome = call_stub(provider_stub, case, "stream-error", stream=True, caller=caller)
     assert outcome.status == 200
     span = captured.only_genai_span()
     assert span.status.status_code is StatusCode.ERROR
@@ -343,33 +378,35 @@ def test_provider_error_event_mid_stream_is_the_error_type(
         attrs.GEN_AI_USAGE_INPUT_TOKENS,
         attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
     } & set(span_attributes)
-    assert_duration_point(
-        captured,
-        {
-            **base_attributes(case, provider_stub),
-            attrs.GEN_AI_RESPONSE_MODEL: RESPONSE_MODEL,
-            attrs.ERROR_TYPE: case.stream_error,
-        },
+    assert_failed_call_metrics(
+        captured, case, provider_stub, case.stream_error, response_model=True
     )
-    assert captured.points(TOKENS.name) == []
     assert_no_content(captured)
 
 
 # --- timeouts and transport failures -------------------------------------------------------
+def call_that_times_out(stub: ProviderStub, case: ApiCase, caller: str, *, stream: bool) -> None:
+    """A call whose response (``stream=False``) or stream (``True``) stalls for a second,
+    past the client's read timeout."""
+    outcome = call_stub(
+        stub,
+        case,
+        "stream-stall" if stream else "slow",
+        stream=stream,
+        caller=caller,
+        timeout=0.3 if stream else 0.2,
+        headers={"x-stub-delay": "1.0"},
+    )
+    assert isinstance(outcome.error, httpx.ReadTimeout)
+
+
 @pytest.mark.parametrize("caller", list(CALLERS))
 @pytest.mark.parametrize("case", CASES, ids=case_ids)
 def test_timeout_before_the_response_is_error_type_timeout(
     instrument: Instrument, provider_stub: ProviderStub, case: ApiCase, caller: str
 ) -> None:
     captured = instrument(case.provider)
-    outcome = CALLERS[caller](
-        provider_stub.url + case.path,
-        case.body(stream=False),
-        stub_headers("slow", **{"x-stub-delay": "1.0"}),
-        stream=False,
-        timeout=0.2,
-    )
-    assert isinstance(outcome.error, httpx.ReadTimeout)
+    call_that_times_out(provider_stub, case, caller, stream=False)
     span = captured.only_genai_span()
     assert span.status.status_code is StatusCode.ERROR
     assert dict(span.attributes or {}) == {
@@ -377,10 +414,7 @@ def test_timeout_before_the_response_is_error_type_timeout(
         attrs.GEN_AI_REQUEST_MAX_TOKENS: MAX_TOKENS,
         attrs.ERROR_TYPE: "timeout",
     }
-    assert_duration_point(
-        captured, {**base_attributes(case, provider_stub), attrs.ERROR_TYPE: "timeout"}
-    )
-    assert captured.points(TOKENS.name) == []
+    assert_failed_call_metrics(captured, case, provider_stub, "timeout")
 
 
 @pytest.mark.parametrize("caller", list(CALLERS))
@@ -389,29 +423,14 @@ def test_stream_that_stalls_ends_with_timeout_and_no_token_counts(
     instrument: Instrument, provider_stub: ProviderStub, case: ApiCase, caller: str
 ) -> None:
     captured = instrument(case.provider)
-    outcome = CALLERS[caller](
-        provider_stub.url + case.path,
-        case.body(stream=True),
-        stub_headers("stream-stall", **{"x-stub-delay": "1.0"}),
-        stream=True,
-        timeout=0.3,
-    )
-    assert isinstance(outcome.error, httpx.ReadTimeout)
+    call_that_times_out(provider_stub, case, caller, stream=True)
     span = captured.only_genai_span()
     assert span.status.status_code is StatusCode.ERROR
     span_attributes = dict(span.attributes or {})
     assert span_attributes[attrs.ERROR_TYPE] == "timeout"
     assert span_attributes[attrs.GEN_AI_RESPONSE_MODEL] == RESPONSE_MODEL
     assert attrs.GEN_AI_USAGE_INPUT_TOKENS not in span_attributes
-    assert_duration_point(
-        captured,
-        {
-            **base_attributes(case, provider_stub),
-            attrs.GEN_AI_RESPONSE_MODEL: RESPONSE_MODEL,
-            attrs.ERROR_TYPE: "timeout",
-        },
-    )
-    assert captured.points(TOKENS.name) == []
+    assert_failed_call_metrics(captured, case, provider_stub, "timeout", response_model=True)
     assert_no_content(captured)
 
 
@@ -454,12 +473,7 @@ def test_unmapped_host_gets_no_genai_span(
     instrument: Instrument, provider_stub: ProviderStub
 ) -> None:
     captured = instrument(None)  # the stub's host:port is not in the provider map
-    outcome = call_sync(
-        provider_stub.url + OPENAI_CHAT.path,
-        OPENAI_CHAT.body(stream=False),
-        stub_headers(),
-        stream=False,
-    )
+    outcome = call_stub(provider_stub, OPENAI_CHAT, stream=False)
     assert outcome.status == 200
     assert captured.genai_spans() == []
     assert captured.points(DURATION.name) == []
@@ -469,11 +483,8 @@ def test_request_without_model_is_named_by_the_operation_alone(
     instrument: Instrument, provider_stub: ProviderStub
 ) -> None:
     captured = instrument("anthropic")
-    outcome = call_sync(
-        provider_stub.url + ANTHROPIC.path,
-        ANTHROPIC.body(stream=False, model=None),
-        stub_headers(),
-        stream=False,
+    outcome = call_stub(
+        provider_stub, ANTHROPIC, stream=False, body=ANTHROPIC.body(stream=False, model=None)
     )
     assert outcome.status == 200
     span = captured.only_genai_span()
@@ -489,7 +500,7 @@ def test_chat_stream_without_usage_option_records_no_token_counts(
     captured = instrument("openai")
     body = OPENAI_CHAT.body(stream=True)
     del body["stream_options"]
-    outcome = call_sync(provider_stub.url + OPENAI_CHAT.path, body, stub_headers(), stream=True)
+    outcome = call_stub(provider_stub, OPENAI_CHAT, stream=True, body=body)
     assert outcome.status == 200
     span = captured.only_genai_span()
     span_attributes = dict(span.attributes or {})
@@ -508,15 +519,10 @@ _PER_RESPONSE = re.compile(rb"(msg_stub_|chatcmpl-stub|resp_stub)[0-9]{6}|\"crea
 def test_streamed_body_reaches_the_caller_unchanged(
     instrument: Instrument, provider_stub: ProviderStub, case: ApiCase, gzip: bool
 ) -> None:
-    headers = stub_headers(**({"x-stub-gzip": "1"} if gzip else {}))
+    headers = {"x-stub-gzip": "1"} if gzip else {}
 
     def streamed_body() -> bytes:
-        with (
-            httpx.Client() as client,
-            client.stream(
-                "POST", provider_stub.url + case.path, json=case.body(stream=True), headers=headers
-            ) as response,
-        ):
+        with open_stream(provider_stub, case, headers) as response:
             body = b"".join(response.iter_bytes())
         # Ids and timestamps are unique per response; everything else must match.
         return _PER_RESPONSE.sub(b"<per-response>", body)
@@ -536,12 +542,7 @@ def test_gzip_bodies_are_read(
     instrument: Instrument, provider_stub: ProviderStub, stream: bool
 ) -> None:
     captured = instrument("anthropic")
-    outcome = call_sync(
-        provider_stub.url + ANTHROPIC.path,
-        ANTHROPIC.body(stream=stream),
-        stub_headers(**{"x-stub-gzip": "1"}),
-        stream=stream,
-    )
+    outcome = call_stub(provider_stub, ANTHROPIC, stream=stream, headers={"x-stub-gzip": "1"})
     assert outcome.status == 200
     span = captured.only_genai_span()
     assert span.attributes is not None
@@ -553,15 +554,7 @@ def test_stream_closed_early_ends_the_span_without_token_counts(
     instrument: Instrument, provider_stub: ProviderStub
 ) -> None:
     captured = instrument("anthropic")
-    with (
-        httpx.Client() as client,
-        client.stream(
-            "POST",
-            provider_stub.url + ANTHROPIC.path,
-            json=ANTHROPIC.body(stream=True),
-            headers=stub_headers(),
-        ) as response,
-    ):
+    with open_stream(provider_stub, ANTHROPIC) as response:
         first = next(response.iter_raw())
         assert first
         assert captured.genai_spans() == []  # still open while the caller reads
@@ -577,15 +570,7 @@ def test_span_stays_open_until_the_stream_is_read(
     instrument: Instrument, provider_stub: ProviderStub
 ) -> None:
     captured = instrument("openai")
-    with (
-        httpx.Client() as client,
-        client.stream(
-            "POST",
-            provider_stub.url + OPENAI_RESPONSES.path,
-            json=OPENAI_RESPONSES.body(stream=True),
-            headers=stub_headers(),
-        ) as response,
-    ):
+    with open_stream(provider_stub, OPENAI_RESPONSES) as response:
         assert captured.genai_spans() == []
         http_spans = captured.finished_spans()
         assert len(http_spans) == 1  # the HTTP span ended with the headers
@@ -604,12 +589,7 @@ def test_instrumenting_again_moves_both_layers_to_the_new_providers(
     instrument_httpx(
         {provider_stub.authority: "anthropic"}, second.tracer_provider, second.meter_provider
     )
-    outcome = call_sync(
-        provider_stub.url + ANTHROPIC.path,
-        ANTHROPIC.body(stream=False),
-        stub_headers(),
-        stream=False,
-    )
+    outcome = call_stub(provider_stub, ANTHROPIC, stream=False)
     assert outcome.status == 200
     assert first.finished_spans() == []
     assert len(second.genai_spans()) == 1
@@ -621,12 +601,7 @@ def test_a_body_that_cannot_be_decoded_fails_only_for_the_caller(
 ) -> None:
     captured = instrument("anthropic")
     with caplog.at_level(logging.WARNING, logger="caret_otel.sdk.genai"):
-        outcome = call_sync(
-            provider_stub.url + ANTHROPIC.path,
-            ANTHROPIC.body(stream=True),
-            stub_headers("bad-gzip"),
-            stream=True,
-        )
+        outcome = call_stub(provider_stub, ANTHROPIC, "bad-gzip", stream=True)
     assert isinstance(outcome.error, httpx.DecodingError)  # httpx's own error, not ours
     span = captured.only_genai_span()
     assert span.attributes is not None
