@@ -229,16 +229,18 @@ def _attribute_plans(policy: Policy) -> dict[str, _Plan]:
     return plans
 
 
+# Fast modes, the string-valued ones first (the hot loop tests ``mode <= _FAST_EVENT_ID``).
 (
     _FAST_TEXT,
+    _FAST_EXTRA_TEXT,
     _FAST_PSEUDONYM,
     _FAST_COARSE,
+    _FAST_EVENT_ID,
     _FAST_INT,
     _FAST_DOUBLE,
-    _FAST_EXTRA_TEXT,
     _FAST_EXTRA_DOUBLE,
-    _FAST_EVENT_ID,
-) = range(8)
+    _FAST_LATENCY,
+) = range(9)
 _FastPath = tuple[int, int, re.Pattern[str] | None]
 
 
@@ -254,6 +256,8 @@ def _fast_paths(plans: dict[str, _Plan]) -> dict[str, _FastPath]:
             fast[key] = (_FAST_INT, target, None)
         elif action == _COLUMN and kind == _NUMBER and check == _NO_CHECK:
             fast[key] = (_FAST_DOUBLE, target, None)
+        elif action == _LATENCY and check == _NO_CHECK:
+            fast[key] = (_FAST_LATENCY, target, None)
         elif action == _EVENT_ID and check == _NO_CHECK:
             fast[key] = (_FAST_EVENT_ID, 0, None)
         elif action == _EXTRA and check == _NO_CHECK and expected == _STRING:
@@ -276,11 +280,12 @@ class EventRowBuilder:
         rows: list[tuple[Any, ...]] = []
         refusals = Refusals()
         dropped: Counter[str] = Counter()
+        row = self.row
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
                 for record in scope_logs.log_records:
                     try:
-                        rows.append(self.row(record, dropped))
+                        rows.append(row(record, dropped))
                     except _Refused as refused:
                         refusals.add(refused.reason, refused.message)
         return DecodedEvents(rows, refusals, dropped)
@@ -319,22 +324,10 @@ class EventRowBuilder:
             shortcut = fast.get(key)
             if shortcut is not None:
                 # Fast paths for the common cases; anything unusual (another type, a
-                # zero, a value failing its check) takes the general path below.
+                # zero, a value failing its check) takes the general path below. The
+                # modes are tested in order of frequency (most attributes are text).
                 mode, index, pattern = shortcut
-                if mode == _FAST_INT:
-                    number = kv.value.int_value
-                    if number:
-                        row[index] = number
-                        continue
-                elif mode in (_FAST_DOUBLE, _FAST_EXTRA_DOUBLE):
-                    real = kv.value.double_value
-                    if real and isfinite(real):
-                        if mode == _FAST_DOUBLE:
-                            row[index] = real
-                        else:
-                            extra[key] = real
-                        continue
-                else:
+                if mode <= _FAST_EVENT_ID:
                     text = kv.value.string_value
                     if text:
                         if mode == _FAST_TEXT:
@@ -345,16 +338,32 @@ class EventRowBuilder:
                             if "\x00" not in text:
                                 extra[key] = text
                                 continue
-                        elif mode == _FAST_EVENT_ID:
-                            event_id = text
-                            continue
                         elif mode == _FAST_PSEUDONYM:
                             if _is_pseudonym(text):
                                 row[index] = text
                                 continue
-                        elif pattern is not None and pattern.match(text):
-                            row[index] = text
+                        elif mode == _FAST_COARSE:
+                            if pattern is not None and pattern.match(text):
+                                row[index] = text
+                                continue
+                        else:
+                            event_id = text
                             continue
+                elif mode == _FAST_INT:
+                    number = kv.value.int_value
+                    if number:
+                        row[index] = number
+                        continue
+                else:
+                    real = kv.value.double_value
+                    if real and isfinite(real):
+                        if mode == _FAST_DOUBLE:
+                            row[index] = real
+                        elif mode == _FAST_EXTRA_DOUBLE:
+                            extra[key] = real
+                        else:
+                            latency.append((index, key, real))
+                        continue
             plan = plans.get(key)
             if plan is None:
                 dropped["unknown"] += 1

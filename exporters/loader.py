@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Connection = psycopg.Connection[Any]
 FORGOTTEN_USER: Final = "deleted_user"
 DB_REFUSED: Final = "refused_by_database"
+_OPEN: Final = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,15 @@ def _is_missing_partition(exc: psycopg.Error) -> bool:
     return isinstance(exc, psycopg.errors.CheckViolation) and "no partition" in str(exc)
 
 
-def _staging_sql(target: Target) -> sql.Composed:
+def _begin_sql(target: Target) -> sql.Composed:
+    """Open the load transaction: take the deletion lock and make sure this session's
+    staging table exists (it is created once per connection and emptied on commit)."""
     definition = sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target.wire_type(c)))
         for c in target.columns
     )
     return sql.SQL(
+        "BEGIN;"
         "SELECT pg_advisory_xact_lock_shared({lock});"
         "CREATE TEMP TABLE IF NOT EXISTS {staging} ({definition}) ON COMMIT DELETE ROWS"
     ).format(
@@ -141,7 +145,10 @@ _DROP_FORGOTTEN: Final = sql.SQL(
 )
 
 
-def _insert_sql(target: Target) -> sql.Composed:
+def _finish_sql(target: Target) -> sql.Composed:
+    """Move the staged rows into the table and commit. For events, the rows of deleted
+    users are dropped first (one result set) and the insert answers the number of rows
+    it queued for the rollup (0 or 1 row)."""
     cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
     values = sql.SQL(", ").join(
         sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(target.casts[c]))
@@ -149,22 +156,20 @@ def _insert_sql(target: Target) -> sql.Composed:
         else sql.Identifier(c)
         for c in target.columns
     )
+    staging = sql.Identifier(target.staging)
     insert = sql.SQL(
         "INSERT INTO {table} ({cols}) SELECT {values} FROM {staging} ON CONFLICT DO NOTHING"
-    ).format(
-        table=sql.SQL(target.table),
-        cols=cols,
-        values=values,
-        staging=sql.Identifier(target.staging),
-    )
+    ).format(table=sql.SQL(target.table), cols=cols, values=values, staging=staging)
     if not target.enqueue_for_rollup:
-        return insert
+        return sql.SQL("{insert}; COMMIT").format(insert=insert)
     return sql.SQL(
+        "{drop_forgotten};"
         "WITH inserted AS ({insert} RETURNING event_id, event_ts)"
         " INSERT INTO raw.rollup_batches (event_ids, event_tss)"
         " SELECT array_agg(event_id), array_agg(event_ts) FROM inserted HAVING count(*) > 0"
-        " RETURNING cardinality(event_ids)"
-    ).format(insert=insert)
+        " RETURNING cardinality(event_ids);"
+        "COMMIT"
+    ).format(drop_forgotten=_DROP_FORGOTTEN.format(staging=staging), insert=insert)
 
 
 class Loader:
@@ -172,8 +177,8 @@ class Loader:
 
     def __init__(self) -> None:
         self.partitions = PartitionCache()
-        self._staging = {t.table: _staging_sql(t) for t in (EVENTS, METRIC_POINTS)}
-        self._insert = {t.table: _insert_sql(t) for t in (EVENTS, METRIC_POINTS)}
+        self._begin = {t.table: _begin_sql(t) for t in (EVENTS, METRIC_POINTS)}
+        self._finish = {t.table: _finish_sql(t) for t in (EVENTS, METRIC_POINTS)}
         self._copy = {
             t.table: sql.SQL("COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)").format(
                 staging=sql.Identifier(t.staging),
@@ -238,29 +243,37 @@ class Loader:
     def _store_once(
         self, conn: Connection, target: Target, rows: Sequence[tuple[Any, ...]]
     ) -> StoreResult:
+        """One transaction in three round trips (BEGIN with the staging setup, the COPY,
+        the insert with COMMIT), as a raw ``COPY`` takes (BEGIN, COPY, COMMIT): on a busy
+        host every round trip waits for the backend to be scheduled again."""
         result = StoreResult(received=len(rows))
-        with conn.transaction():
-            conn.execute(self._staging[target.table])
-            with conn.cursor() as cur:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(self._begin[target.table])
                 with cur.copy(self._copy[target.table]) as copy:
                     copy.set_types([target.wire_type(c) for c in target.columns])
                     for row in rows:
                         copy.write_row(row)
-                if target.enqueue_for_rollup:
-                    cur.execute(_DROP_FORGOTTEN.format(staging=sql.Identifier(target.staging)))
-                    if cur.rowcount > 0:
-                        result.refusals.add(
-                            FORGOTTEN_USER,
-                            f"{cur.rowcount} event(s) of users deleted on request, "
-                            "dated before the deletion",
-                            count=cur.rowcount,
-                        )
-                cur.execute(self._insert[target.table])
-                if target.enqueue_for_rollup:
-                    queued = cur.fetchone()
-                    result.inserted = int(queued[0]) if queued else 0
-                else:
-                    result.inserted = max(cur.rowcount, 0)
+                cur.execute(self._finish[target.table])
+            except BaseException:
+                # An error ends the statement batch before its COMMIT.
+                if conn.info.transaction_status in _OPEN:
+                    conn.rollback()
+                raise
+            if target.enqueue_for_rollup:
+                forgotten = cur.rowcount  # first result: the DELETE of deleted users' rows
+                if forgotten > 0:
+                    result.refusals.add(
+                        FORGOTTEN_USER,
+                        f"{forgotten} event(s) of users deleted on request, "
+                        "dated before the deletion",
+                        count=forgotten,
+                    )
+                cur.nextset()
+                queued = cur.fetchone()
+                result.inserted = int(queued[0]) if queued else 0
+            else:
+                result.inserted = max(cur.rowcount, 0)
         result.duplicates = result.received - result.refusals.total - result.inserted
         return result
 

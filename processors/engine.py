@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -51,20 +51,48 @@ _REDACTION_MARGIN = 512
 _NAME_CACHE_SIZE = 4096
 
 
-# Fast-path codes (see scrub_attributes).
-_SLOW, _FORBIDDEN, _PLAIN_STRING, _INT, _DOUBLE, _BOOLEAN, _PSEUDONYMOUS = range(7)
+def _continent(value: str) -> str | None:
+    candidate = value.strip().upper()
+    return candidate if candidate in CONTINENTS else None
 
 
-def _fast_path(rule: AttributeRule) -> int:
+_COARSE: Final[dict[str, Callable[[str], str | None]]] = {
+    COARSE_COUNTRY: normalise_country,
+    COARSE_CONTINENT: _continent,
+}
+"""The coarse form of a value, by generalisation; None if the value is not valid."""
+
+_EXACT_TYPES: Final[dict[str, type]] = {"string": str, "int": int, "double": float, "boolean": bool}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How ``scrub_attributes`` treats one registry key, decided once per engine
+    rather than per value (the loop over attributes is the hot path)."""
+
+    rule: AttributeRule
+    exact_type: type | None
+    """A value of exactly this type leaves unchanged (after the length or finiteness
+    check); None when every value goes through the full rule."""
+    pseudonymous: bool
+    coarse: Callable[[str], str | None] | None
+    """The generalisation of a coarse key's string values (None: not coarse, or one
+    this engine lacks)."""
+    drop: tuple[str, str] | None
+    """The report entry when the key never leaves (forbidden, or not metric-safe)."""
+
+
+def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
+    drop: tuple[str, str] | None = None
     if rule.privacy == FORBIDDEN:
-        return _FORBIDDEN
-    if rule.privacy == PSEUDONYMOUS:
-        return _PSEUDONYMOUS
-    if rule.privacy != PUBLIC:
-        return _SLOW
-    if rule.type == "string":
-        return _SLOW if rule.free_text else _PLAIN_STRING
-    return {"int": _INT, "double": _DOUBLE, "boolean": _BOOLEAN}.get(rule.type, _SLOW)
+        drop = (key, reasons.FORBIDDEN)
+    elif metric and not rule.metric:
+        drop = (key, reasons.NOT_METRIC)
+    exact_type: type | None = None
+    if rule.privacy == PUBLIC and not (rule.type == "string" and rule.free_text):
+        exact_type = _EXACT_TYPES.get(rule.type)
+    coarse = _COARSE.get(rule.coarse or "") if rule.privacy == COARSE else None
+    return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop)
 
 
 class _Dropped:
@@ -163,10 +191,13 @@ class PrivacyEngine:
         self.accept_pseudonyms = accept_pseudonyms
         self._rules: dict[str, AttributeRule] = dict(policy.attributes)
         self._client_aliases: dict[str, str] = dict(policy.client_properties)
-        self._plans = {name: (_fast_path(rule), rule) for name, rule in self._rules.items()}
+        self._plans = {key: _plan(key, rule, metric=False) for key, rule in self._rules.items()}
+        self._metric_plans = {
+            key: _plan(key, rule, metric=True) for key, rule in self._rules.items()
+        }
         self._name_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._description_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._unknown_key_cache: dict[str, str] = {}
+        self._unknown_key_cache: dict[str, tuple[str, str]] = {}
         self._body_key_cache: dict[str, tuple[str, AttributeRule | None, str | None]] = {}
 
     @classmethod
@@ -192,56 +223,63 @@ class PrivacyEngine:
         out: dict[str, object] = {}
         max_attributes = self.limits.max_attributes
         max_length = self.limits.max_value_length
-        plans = self._plans
+        # Dropped keys never count towards the limit, so only a set with more
+        # attributes than the limit can reach it: the check is skipped otherwise.
+        bounded = len(attrs) > max_attributes
+        plans = self._metric_plans if metric else self._plans
         pseudonymize = self.pseudonymizer.pseudonymize
+        dropped = report.dropped
         for key, value in attrs.items():
             plan = plans.get(key)
             if plan is None:
-                report.drop(self._unknown_key(key), reasons.UNKNOWN)
+                dropped[self._unknown_key(key)] += 1
                 continue
-            fast, rule = plan
-            if fast == _FORBIDDEN:
-                report.drop(key, reasons.FORBIDDEN)
+            if plan.drop is not None:
+                dropped[plan.drop] += 1
                 continue
-            if metric and not rule.metric:
-                report.drop(key, reasons.NOT_METRIC)
-                continue
-            if len(out) >= max_attributes:
+            if bounded and len(out) >= max_attributes:
                 report.drop(key, reasons.LIMIT)
                 continue
-            # Fast path, inlined (this loop is the hot path): a well-typed public value
-            # leaves unchanged. Exact types: a bool is not taken for an int, nor a str
-            # subclass for a str; everything else, every mismatch included, goes
-            # through the full rule.
+            # Fast path, inlined: a well-typed public value leaves unchanged. Exact
+            # types: a bool is not taken for an int, nor a str subclass for a str;
+            # everything else, every mismatch included, goes through the full rule.
             value_type = type(value)
-            if (
-                (value_type is str and fast == _PLAIN_STRING and len(value) <= max_length)  # type: ignore[arg-type]
-                or (value_type is int and fast == _INT)
-                or (value_type is float and fast == _DOUBLE and math.isfinite(value))  # type: ignore[arg-type]
-                or (value_type is bool and fast == _BOOLEAN)
-            ):
-                out[key] = value
-            elif fast == _PSEUDONYMOUS and value_type is str and not self.accept_pseudonyms:
+            if value_type is plan.exact_type:
+                if value_type is str:
+                    if len(value) <= max_length:  # type: ignore[arg-type]
+                        out[key] = value
+                        continue
+                elif value_type is not float or math.isfinite(value):  # type: ignore[arg-type]
+                    out[key] = value
+                    continue
+            elif plan.pseudonymous and value_type is str and not self.accept_pseudonyms:
                 if value.strip():  # type: ignore[attr-defined]
                     out[key] = pseudonymize(value)  # type: ignore[arg-type]
                     report.pseudonymised[key] += 1
                 else:
                     report.drop(key, reasons.EMPTY)
-            else:
-                scrubbed = self.scrub_value(rule, value, report)
-                if scrubbed is not _DROPPED:
-                    out[key] = scrubbed
+                continue
+            elif plan.coarse is not None and value_type is str:
+                coarse = plan.coarse(value)  # type: ignore[arg-type]
+                if coarse is None:
+                    report.drop(key, reasons.INVALID)
+                else:
+                    out[key] = coarse
+                continue
+            scrubbed = self.scrub_value(plan.rule, value, report)
+            if scrubbed is not _DROPPED:
+                out[key] = scrubbed
         return out
 
-    def _unknown_key(self, key: str) -> str:
-        """The reportable form of an unknown key, cached (unknown keys repeat too)."""
-        shown = self._unknown_key_cache.get(key)
-        if shown is None:
-            shown = reportable_key(key)
+    def _unknown_key(self, key: str) -> tuple[str, str]:
+        """The report entry of an unknown key, cached (unknown keys repeat too)."""
+        entry = self._unknown_key_cache.get(key)
+        if entry is None:
+            entry = (reportable_key(key), reasons.UNKNOWN)
             if len(self._unknown_key_cache) >= _NAME_CACHE_SIZE:
                 self._unknown_key_cache.clear()
-            self._unknown_key_cache[key] = shown
-        return shown
+            self._unknown_key_cache[key] = entry
+        return entry
 
     def scrub_value(self, rule: AttributeRule, value: object, report: ScrubReport) -> object:
         """One value under its rule; returns the marker ``_DROPPED`` (reason counted)
@@ -266,18 +304,21 @@ class PrivacyEngine:
             return text
         return self.pseudonymizer.pseudonymize(text)
 
-    def pseudonyms_for_consent(self, value: object) -> list[str]:
+    def pseudonyms_for_consent(self, value: object) -> Sequence[str]:
         """Every pseudonym an opt-out of this identifier may be stored under: one per
         live key for a raw id (an opt-out recorded before a key rotation still holds);
         the value itself when it is already a pseudonym we accept."""
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            return []
-        text = str(value)
+        if type(value) is str:  # the usual case, checked first: this runs per record
+            text = value
+        elif isinstance(value, bool) or not isinstance(value, str | int):
+            return ()
+        else:
+            text = str(value)
         if not text.strip():
-            return []
+            return ()
         if self.accept_pseudonyms and self.pseudonymizer.is_live_pseudonym(text):
-            return [text]
-        return self.pseudonymizer.all_pseudonyms(text)
+            return (text,)
+        return self.pseudonymizer.live_pseudonyms(text)
 
     def _pseudonymous(self, key: str, value: object, report: ScrubReport) -> object:
         if isinstance(value, bool) or not isinstance(value, str | int):
@@ -294,12 +335,8 @@ class PrivacyEngine:
         if not isinstance(value, str):
             report.drop(rule.name, reasons.TYPE)
             return _DROPPED
-        coarse: str | None = None
-        if rule.coarse == COARSE_COUNTRY:
-            coarse = normalise_country(value)
-        elif rule.coarse == COARSE_CONTINENT:
-            candidate = value.strip().upper()
-            coarse = candidate if candidate in CONTINENTS else None
+        generalise = _COARSE.get(rule.coarse or "")
+        coarse = generalise(value) if generalise is not None else None
         if coarse is None:  # not a valid code, or a generalisation this engine lacks
             report.drop(rule.name, reasons.INVALID)
             return _DROPPED

@@ -168,3 +168,8 @@ class Pseudonymizer:
         """The pseudonyms of ``identifier`` under every live key (for deletion and for
         consent checks, so an opt-out recorded before a key rotation still holds)."""
         return list(self._cached_all(identifier))
+
+    def live_pseudonyms(self, identifier: str) -> tuple[str, ...]:
+        """``all_pseudonyms`` as the cached tuple itself, without a copy: consent is
+        checked on every record, and a tuple cannot be changed by the caller."""
+        return self._cached_all(identifier)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -124,6 +125,22 @@ def _fast_view(attributes: object) -> Mapping[str, object]:
     if isinstance(inner, dict):
         return inner
     return attributes if isinstance(attributes, Mapping) else _NO_USERS
+
+
+def _ended_items(items: object) -> Sequence[Any] | None:
+    """The events or links of an ended span, for reading (None: unknown layout, use
+    the public accessor).
+
+    ``ReadableSpan.events``/``.links`` copy the SDK's ``BoundedList`` into a tuple under
+    its lock on every access. Once a span has ended its lists no longer change (the SDK
+    refuses additions after ``end()``), and exporters only see ended spans, so the
+    backing deque is read directly; a tuple or list (a ``ReadableSpan`` built by hand)
+    is used as it is.
+    """
+    inner = getattr(items, "_dq", None)
+    if isinstance(inner, deque):
+        return inner
+    return items if isinstance(items, tuple | list) else None
 
 
 class _ScrubCache:
@@ -231,25 +248,37 @@ class PrivacySpanExporter(SpanExporter):
         engine = self._engine
         # ReadableSpan.attributes wraps the BoundedAttributes in a MappingProxyType.
         attributes = _fast_view(getattr(span, "_attributes", None) or span.attributes)
-        span_events, span_links = span.events, span.links  # each access copies
-        event_attributes = [_fast_view(e.attributes) for e in span_events] if span_events else []
-        link_attributes = [_fast_view(k.attributes) for k in span_links] if span_links else []
+        span_events = _ended_items(getattr(span, "_events", None))
+        if span_events is None:
+            span_events = span.events
+        span_links = _ended_items(getattr(span, "_links", None))
+        if span_links is None:
+            span_links = span.links
         _, resource, resource_users = self._cache.resource_entry(span.resource, report)
-        if opted_out_user(
-            engine, self._consent, attributes, resource_users, *event_attributes, *link_attributes
-        ):
-            return None
-        events: list[Event] = []
-        for i, event in enumerate(span_events):
-            scrubbed = engine.scrub_attributes(event_attributes[i], report)
-            events.append(
-                Event(engine.scrub_name(event.name, report), _otel(scrubbed), event.timestamp)
-            )
-        links: list[Link] = []
-        for i, link in enumerate(span_links):
-            links.append(
+        consent = self._consent
+        events: Sequence[Event] = ()
+        links: Sequence[Link] = ()
+        if span_events or span_links:  # one span in many has any: skip the lists otherwise
+            event_attributes = [_fast_view(e.attributes) for e in span_events]
+            link_attributes = [_fast_view(k.attributes) for k in span_links]
+            if opted_out_user(
+                engine, consent, attributes, resource_users, *event_attributes, *link_attributes
+            ):
+                return None
+            events = [
+                Event(
+                    engine.scrub_name(event.name, report),
+                    _otel(engine.scrub_attributes(event_attributes[i], report)),
+                    event.timestamp,
+                )
+                for i, event in enumerate(span_events)
+            ]
+            links = [
                 Link(link.context, _otel(engine.scrub_attributes(link_attributes[i], report)))
-            )
+                for i, link in enumerate(span_links)
+            ]
+        elif opted_out_user(engine, consent, attributes, resource_users):
+            return None
         status = span.status
         if status.description:
             # Descriptions repeat like names ("429 from api.anthropic.com"): cached.
@@ -281,6 +310,15 @@ class PrivacySpanExporter(SpanExporter):
 # --- logs -----------------------------------------------------------------------------------
 
 
+class _Reporting(threading.local):
+    """Per thread: whether this thread is logging our own scrubbing failure. A class
+    default rather than ``getattr(..., False)``: a missing attribute on a thread-local
+    raises and catches AttributeError inside getattr, which costs more per record than
+    the rest of the check."""
+
+    active = False
+
+
 class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
     """Scrubs each log record in place, then forwards it to the processors registered
     on it (``add_log_record_processor``); records of users who opted out are not
@@ -294,14 +332,14 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
         self._cache = _ScrubCache(engine)
         self._report = _CumulativeReport()
         self._events = engine.policy.events
-        self._failing = threading.local()
+        self._failing = _Reporting()
         self.rejected_records = 0
 
     def report(self) -> ScrubReport:
         return self._report.snapshot()
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        if getattr(self._failing, "active", False):
+        if self._failing.active:
             return  # a log emitted while reporting our own failure: never recurse
         failure: Exception | None = None
         with self._report.lock:
@@ -339,9 +377,13 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
         if record.resource is not None:
             _, resource, resource_users = self._cache.resource_entry(record.resource, report)
             record.resource = resource
-        body_map: Mapping[str, object] = body if isinstance(body, Mapping) else _NO_USERS
-        if opted_out_user(engine, self._consent, attributes, resource_users, body_map):
-            return False
+        if body is None:  # most records: skip the ABC isinstance check below
+            if opted_out_user(engine, self._consent, attributes, resource_users):
+                return False
+        else:
+            body_map: Mapping[str, object] = body if isinstance(body, Mapping) else _NO_USERS
+            if opted_out_user(engine, self._consent, attributes, resource_users, body_map):
+                return False
         # (the engine only emits valid attribute values; no cast() call on the hot path)
         api_record.attributes = engine.scrub_attributes(attributes, report)  # type: ignore[assignment]
         if body is not None:

@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -154,6 +154,24 @@ def _stream(ask: _Ask, events: AsyncIterator[bytes]) -> StreamingResponse:
 
 
 _ERROR_STATUS = {"error-400": 400, "error-429": 429, "error-500": 500}
+_ErrorEnvelope = Callable[[str, str], dict[str, Any]]  # (provider error type, message) -> body
+
+
+async def _ask_or_refuse(
+    request: Request, error_types: dict[int, str], envelope: _ErrorEnvelope
+) -> tuple[_Ask, Response | None]:
+    """What every endpoint does first: read the ask, honour ``slow`` and ``error-*``.
+
+    The response is the provider's error answer when the scenario asks for one.
+    """
+    ask = await _ask(request)
+    if ask.scenario == "slow":
+        await asyncio.sleep(ask.delay)
+    if ask.scenario not in _ERROR_STATUS:
+        return ask, None
+    status = _ERROR_STATUS[ask.scenario]
+    # Real error messages can quote the request; the instrumentation must not keep them.
+    return ask, _json(ask, envelope(error_types[status], f"rejected: {ask.reply}"), status)
 
 
 # --- Anthropic Messages ------------------------------------------------------------------
@@ -161,6 +179,9 @@ _ERROR_STATUS = {"error-400": 400, "error-429": 429, "error-500": 500}
 
 def _anthropic_error(kind: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+_ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 500: "api_error"}
 
 
 def _anthropic_usage(usage: StubUsage, output: int) -> dict[str, int]:
@@ -221,14 +242,9 @@ async def _anthropic_events(ask: _Ask, message_id: str) -> AsyncIterator[bytes]:
 
 
 async def anthropic_messages(request: Request) -> Response:
-    ask = await _ask(request)
-    if ask.scenario == "slow":
-        await asyncio.sleep(ask.delay)
-    if ask.scenario in _ERROR_STATUS:
-        kind = {400: "invalid_request_error", 429: "rate_limit_error", 500: "api_error"}
-        status = _ERROR_STATUS[ask.scenario]
-        # Real error messages can quote the request; the instrumentation must not keep them.
-        return _json(ask, _anthropic_error(kind[status], f"rejected: {ask.reply}"), status)
+    ask, refusal = await _ask_or_refuse(request, _ANTHROPIC_ERROR_TYPES, _anthropic_error)
+    if refusal is not None:
+        return refusal
     message_id = f"msg_stub_{next(_ids):06d}"
     if ask.stream:
         return _stream(ask, _anthropic_events(ask, message_id))
@@ -252,6 +268,13 @@ async def anthropic_messages(request: Request) -> Response:
 
 def _openai_error(kind: str, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
+
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+}
 
 
 def _openai_chat_usage(usage: StubUsage) -> dict[str, Any]:
@@ -294,13 +317,9 @@ async def _chat_events(ask: _Ask, completion_id: str) -> AsyncIterator[bytes]:
 
 
 async def openai_chat_completions(request: Request) -> Response:
-    ask = await _ask(request)
-    if ask.scenario == "slow":
-        await asyncio.sleep(ask.delay)
-    if ask.scenario in _ERROR_STATUS:
-        kind = {400: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error"}
-        status = _ERROR_STATUS[ask.scenario]
-        return _json(ask, _openai_error(kind[status], f"rejected: {ask.reply}"), status)
+    ask, refusal = await _ask_or_refuse(request, _OPENAI_ERROR_TYPES, _openai_error)
+    if refusal is not None:
+        return refusal
     completion_id = f"chatcmpl-stub{next(_ids):06d}"
     if ask.stream:
         return _stream(ask, _chat_events(ask, completion_id))
@@ -412,13 +431,9 @@ async def _responses_events(ask: _Ask, response_id: str) -> AsyncIterator[bytes]
 
 
 async def openai_responses(request: Request) -> Response:
-    ask = await _ask(request)
-    if ask.scenario == "slow":
-        await asyncio.sleep(ask.delay)
-    if ask.scenario in _ERROR_STATUS:
-        kind = {400: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error"}
-        status = _ERROR_STATUS[ask.scenario]
-        return _json(ask, _openai_error(kind[status], f"rejected: {ask.reply}"), status)
+    ask, refusal = await _ask_or_refuse(request, _OPENAI_ERROR_TYPES, _openai_error)
+    if refusal is not None:
+        return refusal
     response_id = f"resp_stub{next(_ids):06d}"
     if ask.stream:
         return _stream(ask, _responses_events(ask, response_id))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -33,22 +34,31 @@ SECRET = "alice@example.com"
 ALLOWED = {attrs.GEN_AI_REQUEST_MODEL: "claude-sonnet-4", attrs.GEN_AI_USAGE_INPUT_TOKENS: 812}
 
 
-def trace_request(document: dict[str, Any]) -> ExportTraceServiceRequest:
+R = TypeVar("R", ExportTraceServiceRequest, ExportLogsServiceRequest, ExportMetricsServiceRequest)
+
+
+def parsed(kind: type[R], document: dict[str, Any]) -> R:
     _, request = parse_request(document)
-    assert isinstance(request, ExportTraceServiceRequest)
+    assert isinstance(request, kind)
     return request
+
+
+def trace_request(document: dict[str, Any]) -> ExportTraceServiceRequest:
+    return parsed(ExportTraceServiceRequest, document)
 
 
 def logs_request(document: dict[str, Any]) -> ExportLogsServiceRequest:
-    _, request = parse_request(document)
-    assert isinstance(request, ExportLogsServiceRequest)
-    return request
+    return parsed(ExportLogsServiceRequest, document)
 
 
 def metrics_request(document: dict[str, Any]) -> ExportMetricsServiceRequest:
-    _, request = parse_request(document)
-    assert isinstance(request, ExportMetricsServiceRequest)
-    return request
+    return parsed(ExportMetricsServiceRequest, document)
+
+
+@pytest.fixture
+def opted_out(pseudonymizer: Pseudonymizer) -> InMemoryConsentStore:
+    """Consent with "gone-user" opted out."""
+    return InMemoryConsentStore([pseudonymizer.pseudonymize("gone-user")])
 
 
 def as_text(message: Any) -> str:
@@ -94,9 +104,11 @@ def test_every_hiding_place_in_a_trace_is_scrubbed(
 
 
 def test_opted_out_spans_are_removed_wherever_the_user_is_named(
-    engine: PrivacyEngine, pseudonymizer: Pseudonymizer, report: ScrubReport
+    engine: PrivacyEngine,
+    pseudonymizer: Pseudonymizer,
+    opted_out: InMemoryConsentStore,
+    report: ScrubReport,
 ) -> None:
-    consent = InMemoryConsentStore([pseudonymizer.pseudonymize("gone-user")])
     request = trace_request(
         doc.traces(
             [
@@ -107,7 +119,7 @@ def test_opted_out_spans_are_removed_wherever_the_user_is_named(
             ]
         )
     )
-    assert scrub_trace_request(request, engine, consent, report) == 3
+    assert scrub_trace_request(request, engine, opted_out, report) == 3
     spans = request.resource_spans[0].scope_spans[0].spans
     assert [s.name for s in spans] == ["kept"]
     assert attributes_to_dict(spans[0].attributes)[attrs.ENDUSER_ID] == pseudonymizer.pseudonymize(
@@ -116,13 +128,12 @@ def test_opted_out_spans_are_removed_wherever_the_user_is_named(
 
 
 def test_opted_out_resource_removes_all_its_spans(
-    engine: PrivacyEngine, pseudonymizer: Pseudonymizer, report: ScrubReport
+    engine: PrivacyEngine, opted_out: InMemoryConsentStore, report: ScrubReport
 ) -> None:
-    consent = InMemoryConsentStore([pseudonymizer.pseudonymize("gone-user")])
     request = trace_request(
         doc.traces([doc.span("a"), doc.span("b")], resource={attrs.ENDUSER_ID: "gone-user"})
     )
-    assert scrub_trace_request(request, engine, consent, report) == 2
+    assert scrub_trace_request(request, engine, opted_out, report) == 2
     assert len(request.resource_spans) == 0
 
 
@@ -170,9 +181,8 @@ def test_log_bodies_event_names_and_attributes(
 
 
 def test_opted_out_log_records_are_removed(
-    engine: PrivacyEngine, pseudonymizer: Pseudonymizer, report: ScrubReport
+    engine: PrivacyEngine, opted_out: InMemoryConsentStore, report: ScrubReport
 ) -> None:
-    consent = InMemoryConsentStore([pseudonymizer.pseudonymize("gone-user")])
     request = logs_request(
         doc.logs(
             [
@@ -182,7 +192,7 @@ def test_opted_out_log_records_are_removed(
             ]
         )
     )
-    assert scrub_logs_request(request, engine, consent, report) == 2
+    assert scrub_logs_request(request, engine, opted_out, report) == 2
     records = request.resource_logs[0].scope_logs[0].log_records
     assert [r.body.string_value for r in records] == ["kept"]
 
@@ -226,9 +236,8 @@ def test_metric_points_keep_only_metric_labels_and_exemplars_are_scrubbed(
 
 
 def test_opted_out_metric_points_are_removed(
-    engine: PrivacyEngine, pseudonymizer: Pseudonymizer, report: ScrubReport
+    engine: PrivacyEngine, opted_out: InMemoryConsentStore, report: ScrubReport
 ) -> None:
-    consent = InMemoryConsentStore([pseudonymizer.pseudonymize("gone-user")])
     request = metrics_request(
         doc.metrics(
             [
@@ -251,7 +260,7 @@ def test_opted_out_metric_points_are_removed(
             ]
         )
     )
-    assert scrub_metrics_request(request, engine, consent, report) == 3
+    assert scrub_metrics_request(request, engine, opted_out, report) == 3
     remaining = request.resource_metrics[0].scope_metrics[0].metrics
     assert [m.name for m in remaining] == ["caret.tokens"]
     assert [p.as_int for p in remaining[0].sum.data_points] == [4]

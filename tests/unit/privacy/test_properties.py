@@ -5,7 +5,7 @@ registry-allowed values leave unchanged, through every adapter (OTLP, SDK, clien
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +147,24 @@ def report_text(report: ScrubReport) -> str:
 # --- OTLP adapter ---------------------------------------------------------------------------
 
 
+def scrub_otlp_leaving_nothing(
+    document: dict[str, Any], scrub: Callable[..., object], place: Places
+) -> Any:
+    """Parse ``document``, ``scrub`` it (engine, no opt-outs) and assert that no planted
+    secret survives in the request or the report; the scrubbed request."""
+    _, request = parse_request(document)
+    report = ScrubReport()
+    scrub(request, ENGINE, InMemoryConsentStore(), report)
+    assert_nothing_survives(place.secrets, json_format.MessageToJson(request), report_text(report))
+    return request
+
+
+def assert_allowed_kept(allowed: dict[str, object], attributes: Any) -> None:
+    """Every allowed attribute is among the scrubbed OTLP ``attributes``, unchanged."""
+    kept = attributes_to_dict(attributes)
+    assert {k: kept[k] for k in allowed} == allowed
+
+
 @given(planted=planted_texts, allowed=allowed_values)
 @SETTINGS
 def test_otlp_traces_leak_nothing(planted: list[tuple[Planted, str]], allowed: Allowed) -> None:
@@ -164,13 +182,10 @@ def test_otlp_traces_leak_nothing(planted: list[tuple[Planted, str]], allowed: A
         resource={attrs.SERVICE_NAME: "llm-proxy", **place.attributes()},
         scope_doc=doc.scope(place(), place.attributes()),
     )
-    _, request = parse_request(document)
-    report = ScrubReport()
-    scrub_trace_request(request, ENGINE, InMemoryConsentStore(), report)  # type: ignore[arg-type]
-    assert_nothing_survives(place.secrets, json_format.MessageToJson(request), report_text(report))
-    span = request.resource_spans[0].scope_spans[0].spans[0]  # type: ignore[union-attr]
-    kept = attributes_to_dict(span.attributes)
-    assert {k: kept[k] for k in allowed.span_attributes()} == allowed.span_attributes()
+    request = scrub_otlp_leaving_nothing(document, scrub_trace_request, place)
+    assert_allowed_kept(
+        allowed.span_attributes(), request.resource_spans[0].scope_spans[0].spans[0].attributes
+    )
 
 
 @given(planted=planted_texts, allowed=allowed_values)
@@ -191,13 +206,10 @@ def test_otlp_logs_leak_nothing(planted: list[tuple[Planted, str]], allowed: All
         resource=place.attributes(),
         scope_doc=doc.scope(place(), place.attributes()),
     )
-    _, request = parse_request(document)
-    report = ScrubReport()
-    scrub_logs_request(request, ENGINE, InMemoryConsentStore(), report)  # type: ignore[arg-type]
-    assert_nothing_survives(place.secrets, json_format.MessageToJson(request), report_text(report))
-    record = request.resource_logs[0].scope_logs[0].log_records[0]  # type: ignore[union-attr]
-    kept = attributes_to_dict(record.attributes)
-    assert {k: kept[k] for k in allowed.span_attributes()} == allowed.span_attributes()
+    request = scrub_otlp_leaving_nothing(document, scrub_logs_request, place)
+    assert_allowed_kept(
+        allowed.span_attributes(), request.resource_logs[0].scope_logs[0].log_records[0].attributes
+    )
 
 
 @given(planted=planted_texts, allowed=allowed_values)
@@ -221,11 +233,8 @@ def test_otlp_metrics_leak_nothing(planted: list[tuple[Planted, str]], allowed: 
         resource=place.attributes(),
         scope_doc=doc.scope(place(), place.attributes()),
     )
-    _, request = parse_request(document)
-    report = ScrubReport()
-    scrub_metrics_request(request, ENGINE, InMemoryConsentStore(), report)  # type: ignore[arg-type]
-    assert_nothing_survives(place.secrets, json_format.MessageToJson(request), report_text(report))
-    metric = request.resource_metrics[0].scope_metrics[0].metrics[0]  # type: ignore[union-attr]
+    request = scrub_otlp_leaving_nothing(document, scrub_metrics_request, place)
+    metric = request.resource_metrics[0].scope_metrics[0].metrics[0]
     point = metric.sum.data_points[0]
     assert attributes_to_dict(point.attributes) == allowed.metric_attributes()
     assert point.as_int == allowed.input_tokens
