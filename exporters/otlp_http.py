@@ -7,15 +7,15 @@ refused one by one are reported in ``partial_success`` of a 200 answer.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import zlib
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+
+from caret_otel.processors.otlp_json import OtlpJsonError, parse_message
 
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
@@ -23,7 +23,6 @@ MAX_BODY_BYTES: Final = 32 << 20
 """Largest request body accepted as sent (a Collector batch is far smaller)."""
 MAX_INFLATED_BYTES: Final = 128 << 20
 """Largest body after gunzip (defuses gzip bombs)."""
-_ID_FIELDS: Final = frozenset({"traceId", "spanId"})
 
 M = TypeVar("M", bound=Message)
 
@@ -74,22 +73,6 @@ def inflate(
             return bytes(out)
 
 
-def _hex_ids_to_base64(node: Any) -> None:
-    """OTLP/JSON writes trace and span ids in hex; protobuf's JSON mapping wants base64."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_FIELDS and isinstance(value, str) and value:
-                try:
-                    node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
-                except ValueError:
-                    raise PayloadError(400, f"{key} {value!r} is not hex") from None
-            else:
-                _hex_ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids_to_base64(item)
-
-
 def decode(body: bytes, media: str, message_type: type[M]) -> M:
     """Parse an (inflated) OTLP request body; 400 when it is not a valid message."""
     message = message_type()
@@ -107,12 +90,12 @@ def decode(body: bytes, media: str, message_type: type[M]) -> M:
         raise PayloadError(400, f"body is not valid JSON ({exc})") from None
     if not isinstance(document, dict):
         raise PayloadError(400, f"body must be a JSON object ({message_type.__name__})")
-    _hex_ids_to_base64(document)
     try:
-        json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
+        # One OTLP/JSON decoder for the whole project (hex ids, unknown fields ignored as
+        # the spec asks of receivers, no recursion on deep bodies).
+        return parse_message(document, message, ignore_unknown_fields=True)
+    except OtlpJsonError as exc:
         raise PayloadError(400, f"body is not a valid {message_type.__name__} ({exc})") from None
-    return message
 
 
 def encode(message: Message, media: str) -> bytes:
