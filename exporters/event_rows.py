@@ -20,10 +20,10 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from math import isfinite
 from typing import Any, Final
 
@@ -233,25 +233,39 @@ def _attribute_plans(policy: Policy) -> dict[str, _Plan]:
 (
     _FAST_TEXT,
     _FAST_EXTRA_TEXT,
-    _FAST_PSEUDONYM,
-    _FAST_COARSE,
+    _FAST_CHECKED,
     _FAST_EVENT_ID,
     _FAST_INT,
     _FAST_DOUBLE,
     _FAST_EXTRA_DOUBLE,
     _FAST_LATENCY,
-) = range(9)
-_FastPath = tuple[int, int, re.Pattern[str] | None]
+) = range(8)
+_FastPath = tuple[int, int, Callable[[str], bool] | None]
+
+
+@cache
+def _coarse_check(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    """Whether a text matches ``pattern``, remembered: the few coarse values (country and
+    continent codes) recur in every record, and a cache hit is cheaper than a match."""
+
+    def check(text: str) -> bool:
+        return pattern.match(text) is not None
+
+    return lru_cache(maxsize=1 << 12)(check)
 
 
 def _fast_paths(plans: dict[str, _Plan]) -> dict[str, _FastPath]:
     """Attributes whose usual value (the registry's type, non-zero, passing its check)
     is stored without the general path."""
     fast: dict[str, _FastPath] = {}
-    text_modes = {_NO_CHECK: _FAST_TEXT, _PSEUDONYM: _FAST_PSEUDONYM, _COARSE: _FAST_COARSE}
     for key, (action, target, kind, check, pattern, expected) in plans.items():
-        if action == _COLUMN and kind == _TEXT:
-            fast[key] = (text_modes[check], target, pattern)
+        if action == _COLUMN and kind == _TEXT and check == _NO_CHECK:
+            fast[key] = (_FAST_TEXT, target, None)
+        elif action == _COLUMN and kind == _TEXT and check == _PSEUDONYM:
+            fast[key] = (_FAST_CHECKED, target, _is_pseudonym)
+        elif action == _COLUMN and kind == _TEXT and check == _COARSE:
+            assert pattern is not None
+            fast[key] = (_FAST_CHECKED, target, _coarse_check(pattern))
         elif action == _COLUMN and kind == _INTEGER and check == _NO_CHECK:
             fast[key] = (_FAST_INT, target, None)
         elif action == _COLUMN and kind == _NUMBER and check == _NO_CHECK:
@@ -326,7 +340,7 @@ class EventRowBuilder:
                 # Fast paths for the common cases; anything unusual (another type, a
                 # zero, a value failing its check) takes the general path below. The
                 # modes are tested in order of frequency (most attributes are text).
-                mode, index, pattern = shortcut
+                mode, index, accepts = shortcut
                 if mode <= _FAST_EVENT_ID:
                     text = kv.value.string_value
                     if text:
@@ -338,12 +352,8 @@ class EventRowBuilder:
                             if "\x00" not in text:
                                 extra[key] = text
                                 continue
-                        elif mode == _FAST_PSEUDONYM:
-                            if _is_pseudonym(text):
-                                row[index] = text
-                                continue
-                        elif mode == _FAST_COARSE:
-                            if pattern is not None and pattern.match(text):
+                        elif mode == _FAST_CHECKED:
+                            if accepts is not None and accepts(text):
                                 row[index] = text
                                 continue
                         else:
