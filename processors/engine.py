@@ -89,7 +89,7 @@ def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
     elif metric and not rule.metric:
         drop = (key, reasons.NOT_METRIC)
     exact_type: type | None = None
-    if rule.privacy == PUBLIC and not (rule.type == "string" and rule.free_text):
+    if drop is None and rule.privacy == PUBLIC and not (rule.type == "string" and rule.free_text):
         exact_type = _EXACT_TYPES.get(rule.type)
     coarse = _COARSE.get(rule.coarse or "") if rule.privacy == COARSE else None
     return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop)
@@ -234,17 +234,12 @@ class PrivacyEngine:
             if plan is None:
                 dropped[self._unknown_key(key)] += 1
                 continue
-            if plan.drop is not None:
-                dropped[plan.drop] += 1
-                continue
-            if bounded and len(out) >= max_attributes:
-                report.drop(key, reasons.LIMIT)
-                continue
-            # Fast path, inlined: a well-typed public value leaves unchanged. Exact
-            # types: a bool is not taken for an int, nor a str subclass for a str;
-            # everything else, every mismatch included, goes through the full rule.
+            # Fast path first: a well-typed public value leaves unchanged. Exact types:
+            # a bool is not taken for an int, nor a str subclass for a str; everything
+            # else, every mismatch included, goes through the full rule. (A plan that
+            # drops its key has no exact type, so it never takes this path.)
             value_type = type(value)
-            if value_type is plan.exact_type:
+            if value_type is plan.exact_type and not bounded:
                 if value_type is str:
                     if len(value) <= max_length:  # type: ignore[arg-type]
                         out[key] = value
@@ -252,14 +247,20 @@ class PrivacyEngine:
                 elif value_type is not float or math.isfinite(value):  # type: ignore[arg-type]
                     out[key] = value
                     continue
-            elif plan.pseudonymous and value_type is str and not self.accept_pseudonyms:
+            if plan.drop is not None:
+                dropped[plan.drop] += 1
+                continue
+            if bounded and len(out) >= max_attributes:
+                report.drop(key, reasons.LIMIT)
+                continue
+            if plan.pseudonymous and value_type is str and not self.accept_pseudonyms:
                 if value.strip():  # type: ignore[attr-defined]
                     out[key] = pseudonymize(value)  # type: ignore[arg-type]
                     report.pseudonymised[key] += 1
                 else:
                     report.drop(key, reasons.EMPTY)
                 continue
-            elif plan.coarse is not None and value_type is str:
+            if plan.coarse is not None and value_type is str:
                 coarse = plan.coarse(value)  # type: ignore[arg-type]
                 if coarse is None:
                     report.drop(key, reasons.INVALID)
