@@ -273,7 +273,7 @@ def client_events(count: int) -> list[dict[str, Any]]:
                     **task,
                     "error_type": "429",
                     "status_code": 429,
-                    "error_message": "Rate limited for key sk-ant-api03-XXXXXXXXXXXXXXXXXXXX, retry after 20s",
+                    "error_message": "Rate limited for key sk-ant-api03-q8Z2n4V7k1P0w3R6t9Y5, retry after 20s",
                 },
             }
         else:
