@@ -14,7 +14,7 @@ export PYTHONSAFEPATH := 1
 COLLECTOR_VERSION := 0.161.0
 BUILDER := build/tools/builder-v$(COLLECTOR_VERSION)
 COLLECTOR := build/otelcol-caret
-PY_SOURCES := $(shell find caret_otel processors exporters semantic_conventions -name '*.py' -o -name '*.yaml' -o -name '*.json' -o -name '*.sql' 2>/dev/null)
+PY_SOURCES := $(shell find caret_otel processors exporters semantic_conventions -name '*.py' -o -name '*.pyx' -o -name '*.pyi' -o -name '*.yaml' -o -name '*.json' -o -name '*.sql' 2>/dev/null)
 
 .PHONY: help demo test install collector services generate check lint typecheck unit integration e2e bench clean
 
@@ -35,7 +35,10 @@ $(BIN)/python:
 
 # Strict editable mode links every source file into build/__editable__*, so edits show at
 # once and mypy sees the real package layout; a new file needs `make install` again.
-$(VENV)/.installed: $(BIN)/python pyproject.toml $(PY_SOURCES)
+# The exporter's OTLP scanner is a Cython extension: it needs a C compiler and Python's headers.
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(PY_SOURCES)
+	@command -v cc >/dev/null || { echo "error: a C compiler is needed to build caret_otel.exporters._log_records_scan; install it with: apt-get install -y gcc" >&2; exit 1; }
+	@test -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || { echo "error: Python's C headers are missing; install them with: apt-get install -y python3.11-dev" >&2; exit 1; }
 	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 	@touch $@
 
@@ -66,9 +69,11 @@ services: ## install Prometheus (Debian) if missing; PostgreSQL comes from the p
 generate: install ## regenerate constants, policy and docs from the semantic-conventions registry
 	$(BIN)/caret-otel semconv generate
 
+# cython-lint runs pycodestyle, which it looks for on PATH.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cython-lint --max-line-length 100 exporters/*.pyx
 
 typecheck: install
 	cd tests && ../$(BIN)/mypy --config-file ../pyproject.toml -p caret_otel
@@ -83,4 +88,4 @@ bench: install collector services ## rerun every benchmark and rewrite docs/benc
 	env -u PYTHONSAFEPATH $(BIN)/python bench/run_all.py
 
 clean: ## remove build output, the venv and local stack data
-	rm -rf build $(VENV) .caret-otel .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build $(VENV) .caret-otel .pytest_cache .mypy_cache .ruff_cache exporters/*.c exporters/*.so

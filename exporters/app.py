@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -79,6 +79,9 @@ def _otlp_endpoint(
                 await _read_body(request), request.headers.get("content-encoding")
             )
             response = await run_in_threadpool(lambda: export(decode(body, media)))
+        except DecodeError as exc:
+            service.metrics.batches.labels(signal, "bad_request").inc()
+            return _error(400, otlp_http.not_a_message(f"OTLP {signal} export request", exc), media)
         except otlp_http.PayloadError as exc:
             service.metrics.batches.labels(signal, "bad_request").inc()
             return _error(exc.status, exc.message, media)
@@ -89,7 +92,11 @@ def _otlp_endpoint(
     return endpoint
 
 
-def _logs_message(body: bytes, media: str) -> ExportLogsServiceRequest:
+def _logs_message(body: bytes, media: str) -> ExportLogsServiceRequest | bytes:
+    # A protobuf body goes to the service as it came: the row builder reads the
+    # records without protobuf objects (and answers DecodeError for a bad body).
+    if media == otlp_http.PROTOBUF:
+        return body
     return otlp_http.decode(body, media, ExportLogsServiceRequest)
 
 

@@ -20,11 +20,10 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
-from math import isfinite
 from typing import Any, Final
 
 import orjson
@@ -37,7 +36,18 @@ from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 from caret_otel.semconv.policy import Policy, load_policy
 
-from .otlp_values import JsonValue, any_value, contains_nul, time_from_unix_nano
+from ._attribute_fast_paths import (
+    FAST_CHECKED,
+    FAST_DOUBLE,
+    FAST_EXTRA_DOUBLE,
+    FAST_EXTRA_TEXT,
+    FAST_INT,
+    FAST_LATENCY,
+    FAST_TEXT,
+    place_fast,
+)
+from ._log_records_scan import scan_log_records
+from .otlp_values import JsonValue, any_value, contains_nul, time_from_unix_nano, unix_nano
 
 EVENT_COLUMNS: Final = (
     "event_id",
@@ -181,17 +191,24 @@ class _Refused(Exception):
         self.message = message
 
 
-def fallback_event_id(record: LogRecord) -> str:
-    """Deterministic id of a record without ``caret.event.id``: the same bytes on every
-    redelivery give the same id."""
-    return "sha256:" + hashlib.sha256(record.SerializeToString(deterministic=True)).hexdigest()
+RecordSource = LogRecord | tuple[bytes, int, int]
+"""A log record, or the request body and the bounds of its serialized bytes."""
+
+
+def fallback_event_id(source: RecordSource) -> str:
+    """Deterministic id of a record without ``caret.event.id``: the same record on every
+    redelivery gives the same id, whichever way it was decoded."""
+    if isinstance(source, tuple):
+        body, start, end = source
+        source = LogRecord.FromString(body[start:end])
+    return "sha256:" + hashlib.sha256(source.SerializeToString(deterministic=True)).hexdigest()
 
 
 # What the builder does with one attribute key: (action, target, kind, check, pattern).
 _DROP_UNKNOWN, _DROP_FORBIDDEN, _EVENT_ID, _COLUMN, _LATENCY, _EXTRA = range(6)
 _TEXT, _INTEGER, _NUMBER, _ANY = range(4)
 _NO_CHECK, _PSEUDONYM, _COARSE = range(3)
-# The registry type, read with its typed getter first (cheaper than WhichOneof).
+# The registry type: attributes of type string or double take a fast path to ``attrs``.
 _UNTYPED, _STRING, _INT, _DOUBLE = range(4)
 _REGISTRY_TYPES: Final = {"string": _STRING, "int": _INT, "double": _DOUBLE}
 _Plan = tuple[int, int, int, int, re.Pattern[str] | None, int]
@@ -229,20 +246,6 @@ def _attribute_plans(policy: Policy) -> dict[str, _Plan]:
     return plans
 
 
-# Fast modes, the string-valued ones first (the hot loop tests ``mode <= _FAST_EVENT_ID``).
-(
-    _FAST_TEXT,
-    _FAST_EXTRA_TEXT,
-    _FAST_CHECKED,
-    _FAST_EVENT_ID,
-    _FAST_INT,
-    _FAST_DOUBLE,
-    _FAST_EXTRA_DOUBLE,
-    _FAST_LATENCY,
-) = range(8)
-_FastPath = tuple[int, int, Callable[[str], bool] | None]
-
-
 @cache
 def _coarse_check(pattern: re.Pattern[str]) -> Callable[[str], bool]:
     """Whether a text matches ``pattern``, remembered: the few coarse values (country and
@@ -254,30 +257,32 @@ def _coarse_check(pattern: re.Pattern[str]) -> Callable[[str], bool]:
     return lru_cache(maxsize=1 << 12)(check)
 
 
-def _fast_paths(plans: dict[str, _Plan]) -> dict[str, _FastPath]:
+# A fast path (see ``place_fast``): (mode, row index, check of a text or None).
+FastPath = tuple[int, int, Callable[[str], bool] | None]
+
+
+def _fast_paths(plans: dict[str, _Plan]) -> dict[str, FastPath]:
     """Attributes whose usual value (the registry's type, non-zero, passing its check)
-    is stored without the general path."""
-    fast: dict[str, _FastPath] = {}
+    is stored without the general path: the table of ``place_fast``."""
+    fast: dict[str, FastPath] = {}
     for key, (action, target, kind, check, pattern, expected) in plans.items():
-        if action == _COLUMN and kind == _TEXT and check == _NO_CHECK:
-            fast[key] = (_FAST_TEXT, target, None)
+        if action in (_COLUMN, _EVENT_ID) and kind == _TEXT and check == _NO_CHECK:
+            fast[key] = (FAST_TEXT, target, None)  # the event id is column 0
         elif action == _COLUMN and kind == _TEXT and check == _PSEUDONYM:
-            fast[key] = (_FAST_CHECKED, target, _is_pseudonym)
+            fast[key] = (FAST_CHECKED, target, _is_pseudonym)
         elif action == _COLUMN and kind == _TEXT and check == _COARSE:
             assert pattern is not None
-            fast[key] = (_FAST_CHECKED, target, _coarse_check(pattern))
+            fast[key] = (FAST_CHECKED, target, _coarse_check(pattern))
         elif action == _COLUMN and kind == _INTEGER and check == _NO_CHECK:
-            fast[key] = (_FAST_INT, target, None)
+            fast[key] = (FAST_INT, target, None)
         elif action == _COLUMN and kind == _NUMBER and check == _NO_CHECK:
-            fast[key] = (_FAST_DOUBLE, target, None)
+            fast[key] = (FAST_DOUBLE, target, None)
         elif action == _LATENCY and check == _NO_CHECK:
-            fast[key] = (_FAST_LATENCY, target, None)
-        elif action == _EVENT_ID and check == _NO_CHECK:
-            fast[key] = (_FAST_EVENT_ID, 0, None)
+            fast[key] = (FAST_LATENCY, target, None)
         elif action == _EXTRA and check == _NO_CHECK and expected == _STRING:
-            fast[key] = (_FAST_EXTRA_TEXT, 0, None)
+            fast[key] = (FAST_EXTRA_TEXT, 0, None)
         elif action == _EXTRA and check == _NO_CHECK and expected == _DOUBLE:
-            fast[key] = (_FAST_EXTRA_DOUBLE, 0, None)
+            fast[key] = (FAST_EXTRA_DOUBLE, 0, None)
     return fast
 
 
@@ -289,23 +294,75 @@ class EventRowBuilder:
         self.policy = policy or load_policy()
         self._plans = _plans_for(self.policy)
         self._fast = _fast_paths(self._plans)
+        # The window in record time units: a datetime is built for accepted records only.
+        self._earliest_ns = unix_nano(window.earliest)
+        self._latest_ns = unix_nano(window.latest)
 
     def decode(self, request: ExportLogsServiceRequest) -> DecodedEvents:
-        rows: list[tuple[Any, ...]] = []
-        refusals = Refusals()
-        dropped: Counter[str] = Counter()
-        row = self.row
+        """Rows of a decoded request (OTLP/JSON bodies, and protobuf bodies the scanner
+        leaves to protobuf)."""
+        decoded = DecodedEvents([], Refusals(), Counter())
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
                 for record in scope_logs.log_records:
-                    try:
-                        rows.append(row(record, dropped))
-                    except _Refused as refused:
-                        refusals.add(refused.reason, refused.message)
-        return DecodedEvents(rows, refusals, dropped)
+                    self._add(decoded, self._record_row, record)
+        return decoded
 
-    def row(self, record: LogRecord, dropped: Counter[str]) -> tuple[Any, ...]:
-        name = record.event_name
+    def decode_serialized(self, body: bytes) -> DecodedEvents:
+        """Rows of a serialized ``ExportLogsServiceRequest`` (an OTLP/HTTP protobuf body).
+
+        The compiled scanner reads the records' fields without building protobuf
+        objects; a record it leaves to protobuf (a value that is not a plain scalar) is
+        parsed on its own, and a body it does not accept is parsed whole, so the rows
+        are always those :meth:`decode` gives. Raises
+        :class:`google.protobuf.message.DecodeError` when the body is not a request.
+        """
+        try:
+            scanned = scan_log_records(body)
+        except ValueError:
+            return self.decode(ExportLogsServiceRequest.FromString(body))
+        decoded = DecodedEvents([], Refusals(), Counter())
+        row, record_row = self.row, self._record_row
+        rows, dropped = decoded.rows, decoded.dropped_attributes
+        for name, time_unix_nano, observed, attributes, start, end in scanned:
+            if attributes is None:
+                self._add(decoded, record_row, LogRecord.FromString(body[start:end]))
+                continue
+            try:
+                rows.append(
+                    row(name, time_unix_nano or observed, attributes, dropped, (body, start, end))
+                )
+            except _Refused as refused:
+                decoded.refusals.add(refused.reason, refused.message)
+        return decoded
+
+    def _add(
+        self,
+        decoded: DecodedEvents,
+        record_row: Callable[[LogRecord, Counter[str]], tuple[Any, ...]],
+        record: LogRecord,
+    ) -> None:
+        try:
+            decoded.rows.append(record_row(record, decoded.dropped_attributes))
+        except _Refused as refused:
+            decoded.refusals.add(refused.reason, refused.message)
+
+    def _record_row(self, record: LogRecord, dropped: Counter[str]) -> tuple[Any, ...]:
+        attributes = [part for kv in record.attributes for part in (kv.key, any_value(kv.value))]
+        nanos = record.time_unix_nano or record.observed_time_unix_nano
+        return self.row(record.event_name, nanos, attributes, dropped, record)
+
+    def row(
+        self,
+        name: str,
+        nanos: int,
+        attributes: list[Any],
+        dropped: Counter[str],
+        source: RecordSource,
+    ) -> tuple[Any, ...]:
+        """The row of one record: ``attributes`` is flat, ``[key, value, ...]``, with
+        values as :func:`any_value` gives them; ``source`` is the record (or where its
+        bytes are), read only for the id of a record without ``caret.event.id``."""
         spec = BUSINESS_EVENTS.get(name)
         if spec is None:
             raise _Refused(
@@ -314,13 +371,12 @@ class EventRowBuilder:
                 if name
                 else "log record has no event_name (only business events are stored)",
             )
-        nanos = record.time_unix_nano or record.observed_time_unix_nano
         if not nanos:
             raise _Refused(
                 NO_TIMESTAMP, f"{name}: neither time_unix_nano nor observed_time_unix_nano is set"
             )
         event_ts = time_from_unix_nano(nanos)
-        if event_ts not in self.window:
+        if not self._earliest_ns <= nanos < self._latest_ns:
             raise _Refused(
                 OUTSIDE_WINDOW,
                 f"{name}: time {event_ts.isoformat()} is outside the accepted window "
@@ -329,78 +385,28 @@ class EventRowBuilder:
 
         row: list[Any] = [None] * len(EVENT_COLUMNS)
         extra: dict[str, JsonValue] = {}
-        event_id: str | None = None
         latency: list[tuple[int, str, float]] = []
         plans = self._plans
         fast = self._fast
-        for kv in record.attributes:
-            key = kv.key
-            shortcut = fast.get(key)
-            if shortcut is not None:
-                # Fast paths for the common cases; anything unusual (another type, a
-                # zero, a value failing its check) takes the general path below. The
-                # modes are tested in order of frequency (most attributes are text).
-                mode, index, accepts = shortcut
-                if mode <= _FAST_EVENT_ID:
-                    text = kv.value.string_value
-                    if text:
-                        if mode == _FAST_TEXT:
-                            if "\x00" not in text:
-                                row[index] = text
-                                continue
-                        elif mode == _FAST_EXTRA_TEXT:
-                            if "\x00" not in text:
-                                extra[key] = text
-                                continue
-                        elif mode == _FAST_CHECKED:
-                            if accepts is not None and accepts(text):
-                                row[index] = text
-                                continue
-                        else:
-                            event_id = text
-                            continue
-                elif mode == _FAST_INT:
-                    number = kv.value.int_value
-                    if number:
-                        row[index] = number
-                        continue
-                else:
-                    real = kv.value.double_value
-                    if real and isfinite(real):
-                        if mode == _FAST_DOUBLE:
-                            row[index] = real
-                        elif mode == _FAST_EXTRA_DOUBLE:
-                            extra[key] = real
-                        else:
-                            latency.append((index, key, real))
-                        continue
+        position, end = 0, len(attributes)
+        while True:
+            # The compiled fast paths take every attribute with its usual value; the
+            # first one they leave comes here, then they go on after it (so the order
+            # of a repeated key is kept).
+            position = place_fast(attributes, position, fast, row, extra, latency)
+            if position >= end:
+                break
+            key, value = attributes[position], attributes[position + 1]
+            position += 2
+            value_type = type(value)
             plan = plans.get(key)
             if plan is None:
                 dropped["unknown"] += 1
                 continue
-            action, target, kind, check, pattern, expected = plan
+            action, target, kind, check, pattern, _ = plan
             if action == _DROP_FORBIDDEN:
                 dropped["forbidden"] += 1
                 continue
-            any_v = kv.value
-            value: Any
-            # The typed getter answers the zero value for another type: only then ask
-            # which field is set (cheaper than asking every time).
-            if expected == _STRING:
-                value = any_v.string_value
-                if not value and any_v.WhichOneof("value") != "string_value":
-                    value = any_value(any_v)
-            elif expected == _INT:
-                value = any_v.int_value
-                if not value and any_v.WhichOneof("value") != "int_value":
-                    value = any_value(any_v)
-            elif expected == _DOUBLE:
-                value = any_v.double_value
-                if not value and any_v.WhichOneof("value") != "double_value":
-                    value = any_value(any_v)
-            else:
-                value = any_value(any_v)
-            value_type = type(value)
             if value_type is str:
                 if "\x00" in value:
                     raise _Refused(
@@ -432,7 +438,7 @@ class EventRowBuilder:
                     continue
             elif action == _EVENT_ID:
                 if value_type is str and value:
-                    event_id = value
+                    row[0] = value
                     continue
             elif action == _LATENCY and (value_type is float or value_type is int):
                 latency.append((target, key, _finite(name, key, value)))
@@ -454,7 +460,8 @@ class EventRowBuilder:
         if row[_ACTION_INDEX] is None and spec.action is not None:
             row[_ACTION_INDEX] = spec.action
 
-        row[0] = event_id or fallback_event_id(record)
+        if not row[0]:
+            row[0] = fallback_event_id(source)
         row[1] = event_ts
         row[2] = name
         row[_ATTRS_INDEX] = orjson.dumps(extra).decode() if extra else "{}"
@@ -488,16 +495,3 @@ def _finite(event: str, key: str, value: JsonValue) -> float:
     if not math.isfinite(number):
         raise _Refused(INVALID_VALUE, f"{event}: attribute {key} is {number}, not a finite number")
     return number
-
-
-def decode_events(
-    requests: Iterable[ExportLogsServiceRequest], builder: EventRowBuilder
-) -> DecodedEvents:
-    """Decode several requests into one batch (used by the benchmark and tests)."""
-    merged = DecodedEvents([], Refusals(), Counter())
-    for request in requests:
-        part = builder.decode(request)
-        merged.rows.extend(part.rows)
-        merged.refusals.merge(part.refusals)
-        merged.dropped_attributes.update(part.dropped_attributes)
-    return merged

@@ -1,10 +1,22 @@
-"""Idempotent bulk load: ``COPY`` into a staging table, then one ``INSERT … SELECT …
-ON CONFLICT DO NOTHING`` into the partitioned table, in one transaction.
+"""Idempotent bulk load of decoded rows into the day-partitioned raw tables.
 
-For events, the keys actually inserted (never a redelivered duplicate) go to
-``raw.rollup_batches`` (one row per transaction) in the same statement, so the rollup
-job folds every event in exactly once. Events of users deleted on request are dropped up to the deletion time
-(a Collector's persistent queue may deliver them after the deletion).
+A duplicate (a row stored before) arrives only when the Collector redelivers a request
+after a timeout or a failure, so a batch first takes the **copy** path: one transaction
+that ``COPY``s the rows straight into the partitioned table, nearly as fast as a raw
+``COPY``. A duplicate makes that COPY fail on the primary key (a unique violation, or a
+deadlock with a concurrent delivery of the same rows); the transaction is rolled back
+and the batch takes the **staging** path: ``COPY`` into a temporary table with the
+target's column types, then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``, which
+stores exactly the rows not stored yet. Both paths send the rows in COPY's text format
+into columns of the same types, so a value is stored alike whichever path it took.
+
+Events are users' events. Their load transaction holds the deletion lock (shared) and
+drops the events of users deleted on request up to the deletion time (a Collector's
+persistent queue may deliver them after the deletion). The keys of the events a
+statement inserted (never a redelivered duplicate's) are queued in
+``raw.rollup_batches`` by a statement trigger on ``raw.events`` (migration 0008), one
+row per statement, so the rollup job folds every event in exactly once whichever path
+stored it, and the keys never travel back from the exporter.
 
 A batch that PostgreSQL refuses for its content (a data or constraint error) is split
 and loaded row by row, so one bad record is refused on its own (OTLP partial success)
@@ -17,11 +29,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Final
+from functools import lru_cache
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import sql
 
+from .deletion import pseudonym_digest
 from .event_rows import EVENT_COLUMNS, Refusals
 from .locks import FORGET_LOCK_KEY
 from .metric_rows import METRIC_COLUMNS
@@ -29,9 +43,19 @@ from .metric_rows import METRIC_COLUMNS
 log = logging.getLogger(__name__)
 
 Connection = psycopg.Connection[Any]
+Cursor = psycopg.Cursor[Any]
+Statement = sql.SQL | sql.Composed
+LoadPath = Literal["copy", "staging"]
 FORGOTTEN_USER: Final = "deleted_user"
 DB_REFUSED: Final = "refused_by_database"
 _OPEN: Final = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+# What a COPY straight into the table hits when a row is stored already (or is being
+# stored by a concurrent transaction); the staging path stores such a batch exactly.
+_DUPLICATE: Final = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
+_USER_INDEX: Final = EVENT_COLUMNS.index("user_pseudonym")
+_EVENT_TS_INDEX: Final = EVENT_COLUMNS.index("event_ts")
+# The same users recur in every batch: hash each pseudonym once.
+_digest: Final = lru_cache(maxsize=1 << 16)(pseudonym_digest)
 
 
 @dataclass(frozen=True)
@@ -42,15 +66,9 @@ class Target:
     staging: str
     columns: tuple[str, ...]
     time_column: str
-    enqueue_for_rollup: bool
-    wire_types: dict[str, str]
-    """Type of a column as the rows carry it, where it is not ``text``. Staging is COPYed
-    in binary (PostgreSQL then parses nothing); ``casts`` convert on insert."""
-    casts: dict[str, str]
-    """Column -> type of the table column, where staging holds another type."""
-
-    def wire_type(self, column: str) -> str:
-        return self.wire_types.get(column, "text")
+    users_events: bool
+    """Rows are users' events: loaded under the deletion lock, without deleted users'
+    rows (the table's trigger queues their keys for the rollup)."""
 
 
 EVENTS: Final = Target(
@@ -58,35 +76,14 @@ EVENTS: Final = Target(
     staging="staging_events",
     columns=EVENT_COLUMNS,
     time_column="event_ts",
-    enqueue_for_rollup=True,
-    wire_types={
-        "event_ts": "timestamptz",
-        "tokens_in": "int8",
-        "tokens_out": "int8",
-        "tokens_cache_read": "int8",
-        "tokens_cache_write": "int8",
-        "credits": "float8",  # exact decimal on the cast: Python's float repr is shortest
-        "latency_s": "float8",
-    },
-    casts={"credits": "numeric", "attrs": "jsonb"},
+    users_events=True,
 )
 METRIC_POINTS: Final = Target(
     table="raw.metric_points",
     staging="staging_metric_points",
     columns=METRIC_COLUMNS,
     time_column="point_ts",
-    enqueue_for_rollup=False,
-    wire_types={
-        "start_ts": "timestamptz",
-        "point_ts": "timestamptz",
-        "monotonic": "bool",
-        "value": "float8",
-        "count": "int8",
-        "sum": "float8",
-        "min": "float8",
-        "max": "float8",
-    },
-    casts={"buckets": "jsonb", "resource": "jsonb", "attrs": "jsonb"},
+    users_events=False,
 )
 
 
@@ -96,6 +93,17 @@ class StoreResult:
     inserted: int = 0
     duplicates: int = 0
     refusals: Refusals = field(default_factory=Refusals)
+    path: LoadPath = "copy"
+    """``staging`` when a transaction of the batch fell back to the idempotent insert
+    (it held a duplicate), else ``copy``."""
+
+    def add(self, other: StoreResult) -> None:
+        self.received += other.received
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.refusals.merge(other.refusals)
+        if other.path == "staging":
+            self.path = "staging"
 
 
 class PartitionCache:
@@ -119,57 +127,65 @@ def _is_missing_partition(exc: psycopg.Error) -> bool:
     return isinstance(exc, psycopg.errors.CheckViolation) and "no partition" in str(exc)
 
 
-def _begin_sql(target: Target) -> sql.Composed:
-    """Open the load transaction: take the deletion lock and make sure this session's
-    staging table exists (it is created once per connection and emptied on commit)."""
-    definition = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(target.wire_type(c)))
-        for c in target.columns
-    )
-    return sql.SQL(
-        "BEGIN;"
-        "SELECT pg_advisory_xact_lock_shared({lock});"
-        "CREATE TEMP TABLE IF NOT EXISTS {staging} ({definition}) ON COMMIT DELETE ROWS"
-    ).format(
-        lock=sql.Literal(FORGET_LOCK_KEY),
-        staging=sql.Identifier(target.staging),
-        definition=definition,
-    )
+@dataclass(frozen=True)
+class _Statements:
+    """The SQL of one target, composed once."""
+
+    begin: Statement
+    """Open the transaction (events: and take the deletion lock, shared)."""
+    begin_staging: Statement
+    create_staging: Statement
+    """This session's staging table: created once per connection, emptied on commit.
+    ``CREATE TABLE … AS`` gives it the target's column types and none of its
+    constraints or defaults, so the text COPY parses a value as the copy path does."""
+    copy_into_table: Statement
+    copy_into_staging: Statement
+    finish_staging: Statement
+    """Insert the staged rows that are not stored yet, and commit."""
+
+    @classmethod
+    def of(cls, target: Target) -> _Statements:
+        cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
+        table = sql.SQL(target.table)
+        staging = sql.Identifier(target.staging)
+        insert = sql.SQL(
+            "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
+        ).format(table=table, cols=cols, staging=staging)
+        begin: Statement
+        if target.users_events:
+            begin = sql.SQL("BEGIN; SELECT pg_advisory_xact_lock_shared({})").format(
+                sql.Literal(FORGET_LOCK_KEY)
+            )
+        else:
+            # Metric points hold no user data: a deletion need not wait for them.
+            begin = sql.SQL("BEGIN")
+        create_staging = sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS"
+            " AS SELECT {cols} FROM {table} WITH NO DATA"
+        ).format(staging=staging, cols=cols, table=table)
+        return cls(
+            begin=begin,
+            begin_staging=sql.SQL("{}; {}").format(begin, create_staging),
+            create_staging=create_staging,
+            copy_into_table=sql.SQL("COPY {table} ({cols}) FROM STDIN").format(
+                table=table, cols=cols
+            ),
+            copy_into_staging=sql.SQL("COPY {staging} ({cols}) FROM STDIN").format(
+                staging=staging, cols=cols
+            ),
+            finish_staging=sql.SQL("{insert}; COMMIT").format(insert=insert),
+        )
 
 
-_DROP_FORGOTTEN: Final = sql.SQL(
-    "DELETE FROM {staging} s USING privacy.forgotten_pseudonyms f"
-    " WHERE s.user_pseudonym IS NOT NULL"
-    " AND f.digest = encode(sha256(convert_to(s.user_pseudonym, 'UTF8')), 'hex')"
-    " AND s.event_ts <= f.forgotten_at"
+# Only a deletion at or after a batch's oldest event can drop one of its events: usually
+# there is none. Asking for those, rather than for the digests of the batch's few hundred
+# distinct pseudonyms, saves hashing and sending them (~0.7 µs a row); the table holds the
+# deletions of the raw window only (the retention job prunes it). Read in a statement of
+# its own after the lock: a statement's snapshot is taken when it starts, and a deletion
+# commits while the load waits for the lock.
+_FORGOTTEN_SINCE: Final = sql.SQL(
+    "SELECT digest, forgotten_at FROM privacy.forgotten_pseudonyms WHERE forgotten_at >= {}"
 )
-
-
-def _finish_sql(target: Target) -> sql.Composed:
-    """Move the staged rows into the table and commit. For events, the rows of deleted
-    users are dropped first (one result set) and the insert answers the number of rows
-    it queued for the rollup (0 or 1 row)."""
-    cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
-    values = sql.SQL(", ").join(
-        sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(target.casts[c]))
-        if c in target.casts
-        else sql.Identifier(c)
-        for c in target.columns
-    )
-    staging = sql.Identifier(target.staging)
-    insert = sql.SQL(
-        "INSERT INTO {table} ({cols}) SELECT {values} FROM {staging} ON CONFLICT DO NOTHING"
-    ).format(table=sql.SQL(target.table), cols=cols, values=values, staging=staging)
-    if not target.enqueue_for_rollup:
-        return sql.SQL("{insert}; COMMIT").format(insert=insert)
-    return sql.SQL(
-        "{drop_forgotten};"
-        "WITH inserted AS ({insert} RETURNING event_id, event_ts)"
-        " INSERT INTO raw.rollup_batches (event_ids, event_tss)"
-        " SELECT array_agg(event_id), array_agg(event_ts) FROM inserted HAVING count(*) > 0"
-        " RETURNING cardinality(event_ids);"
-        "COMMIT"
-    ).format(drop_forgotten=_DROP_FORGOTTEN.format(staging=staging), insert=insert)
 
 
 class Loader:
@@ -177,15 +193,7 @@ class Loader:
 
     def __init__(self) -> None:
         self.partitions = PartitionCache()
-        self._begin = {t.table: _begin_sql(t) for t in (EVENTS, METRIC_POINTS)}
-        self._finish = {t.table: _finish_sql(t) for t in (EVENTS, METRIC_POINTS)}
-        self._copy = {
-            t.table: sql.SQL("COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)").format(
-                staging=sql.Identifier(t.staging),
-                cols=sql.SQL(", ").join(map(sql.Identifier, t.columns)),
-            )
-            for t in (EVENTS, METRIC_POINTS)
-        }
+        self._statements = {t.table: _Statements.of(t) for t in (EVENTS, METRIC_POINTS)}
 
     def store_events(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> StoreResult:
         return self._store(conn, EVENTS, rows)
@@ -217,18 +225,16 @@ class Loader:
             )
             total = StoreResult()
             for row in rows:
-                part = self._store(conn, target, [row])
-                total.received += part.received
-                total.inserted += part.inserted
-                total.duplicates += part.duplicates
-                total.refusals.merge(part.refusals)
+                total.add(self._store(conn, target, [row]))
             return total
 
     def _store_with_partitions(
         self, conn: Connection, target: Target, rows: Sequence[tuple[Any, ...]]
     ) -> StoreResult:
         time_index = target.columns.index(target.time_column)
-        days = {_utc_day(row[time_index]) for row in rows}
+        # Rows carry UTC datetimes (otlp_values.time_from_unix_nano): their date is the
+        # partition's day. Inline, not a helper call: this runs once per stored row.
+        days = {row[time_index].date() for row in rows}
         self.partitions.ensure(conn, target.table, days)
         try:
             return self._store_once(conn, target, rows)
@@ -243,40 +249,100 @@ class Loader:
     def _store_once(
         self, conn: Connection, target: Target, rows: Sequence[tuple[Any, ...]]
     ) -> StoreResult:
-        """One transaction in three round trips (BEGIN with the staging setup, the COPY,
-        the insert with COMMIT), as a raw ``COPY`` takes (BEGIN, COPY, COMMIT): on a busy
-        host every round trip waits for the backend to be scheduled again."""
-        result = StoreResult(received=len(rows))
+        try:
+            return self._load(conn, target, rows, "copy")
+        except _DUPLICATE as exc:
+            log.debug(
+                "%s: a batch of %d row(s) holds a stored row (%s on %s);"
+                " storing it through the staging table",
+                target.table,
+                len(rows),
+                type(exc).__name__,
+                exc.diag.constraint_name or "no constraint",
+            )
+        return self._load(conn, target, rows, "staging")
+
+    def _load(
+        self,
+        conn: Connection,
+        target: Target,
+        rows: Sequence[tuple[Any, ...]],
+        path: LoadPath,
+    ) -> StoreResult:
+        """Store ``rows`` in one transaction, by ``path``.
+
+        Round trips (on a busy host each waits for the backend to be scheduled again):
+        the copy path takes four for events (BEGIN with the lock and the deleted users'
+        lookup, the COPY's start, its data, COMMIT) and two
+        for metric points (a COPY commits on its own); a raw ``COPY`` in a transaction
+        takes four (BEGIN, COPY start, data, COMMIT)."""
+        statements = self._statements[target.table]
+        staged = path == "staging"
+        result = StoreResult(received=len(rows), path=path)
         with conn.cursor() as cur:
             try:
-                cur.execute(self._begin[target.table])
-                with cur.copy(self._copy[target.table]) as copy:
-                    copy.set_types([target.wire_type(c) for c in target.columns])
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(self._finish[target.table])
+                if target.users_events:
+                    rows = _begin_users_events(cur, statements, rows, result, staged)
+                elif staged:
+                    cur.execute(statements.begin_staging)
+                if rows:
+                    # Text format, as the staging path: a value is parsed alike on both.
+                    copy_sql = (
+                        statements.copy_into_staging if staged else statements.copy_into_table
+                    )
+                    with cur.copy(copy_sql) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                if staged:
+                    cur.execute(statements.finish_staging)
+                    result.inserted = max(cur.rowcount, 0)  # the INSERT's, the first result
+                else:
+                    if target.users_events:
+                        cur.execute("COMMIT")
+                    result.inserted = len(rows)
             except BaseException:
-                # An error ends the statement batch before its COMMIT.
+                # An error ends the transaction (or the statement batch before its COMMIT).
                 if conn.info.transaction_status in _OPEN:
                     conn.rollback()
                 raise
-            if target.enqueue_for_rollup:
-                forgotten = cur.rowcount  # first result: the DELETE of deleted users' rows
-                if forgotten > 0:
-                    result.refusals.add(
-                        FORGOTTEN_USER,
-                        f"{forgotten} event(s) of users deleted on request, "
-                        "dated before the deletion",
-                        count=forgotten,
-                    )
-                cur.nextset()
-                queued = cur.fetchone()
-                result.inserted = int(queued[0]) if queued else 0
-            else:
-                result.inserted = max(cur.rowcount, 0)
         result.duplicates = result.received - result.refusals.total - result.inserted
         return result
 
 
-def _utc_day(ts: datetime) -> date:
-    return ts.date()  # rows carry UTC datetimes (see otlp_values.time_from_unix_nano)
+def _begin_users_events(
+    cur: Cursor,
+    statements: _Statements,
+    rows: Sequence[tuple[Any, ...]],
+    result: StoreResult,
+    staged: bool,
+) -> Sequence[tuple[Any, ...]]:
+    """Open the transaction under the deletion lock and drop the rows of deleted
+    users, dated up to their deletion; the rows to store."""
+    parts = [statements.begin]
+    if staged:
+        parts.append(statements.create_staging)
+    oldest = min(row[_EVENT_TS_INDEX] for row in rows)
+    parts.append(_FORGOTTEN_SINCE.format(sql.Literal(oldest)))
+    # One simple-protocol query: its statements run in order, each with a new snapshot.
+    cur.execute(sql.SQL("; ").join(parts))
+    while cur.nextset():
+        pass  # to the lookup's result, the last one
+    forgotten: dict[str, datetime] = dict(cur.fetchall())
+    if not forgotten:
+        return rows
+    kept = [
+        row
+        for row in rows
+        if (p := row[_USER_INDEX]) is None
+        or (at := forgotten.get(_digest(p))) is None
+        or row[_EVENT_TS_INDEX] > at
+    ]
+    dropped = len(rows) - len(kept)
+    if not dropped:
+        return rows
+    result.refusals.add(
+        FORGOTTEN_USER,
+        f"{dropped} event(s) of users deleted on request, dated before the deletion",
+        count=dropped,
+    )
+    return kept

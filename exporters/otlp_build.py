@@ -15,7 +15,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from caret_otel.processors.otlp_values import python_to_any
 
-from .otlp_values import EPOCH
+from .otlp_values import unix_nano
 
 Scalar = str | bool | int | float
 AttributeValue = Scalar | Sequence[Scalar]
@@ -25,11 +25,6 @@ def any_value(value: AttributeValue) -> AnyValue:
     out = AnyValue()
     python_to_any(value, out)
     return out
-
-
-def unix_nano(ts: datetime) -> int:
-    delta = ts - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def event_record(

@@ -35,6 +35,13 @@ class SelfMetrics:
             ["signal"],
             registry=self.registry,
         )
+        self.staging_loads = Counter(
+            "caret_exporter_staging_loads",
+            "Requests loaded through the staging table (idempotent insert) because they "
+            "held an already-stored record; the rest are COPYed straight into the table.",
+            ["signal"],
+            registry=self.registry,
+        )
         self.refused_records = Counter(
             "caret_exporter_refused_records",
             "Records refused one by one (reported to the sender as OTLP partial success).",
@@ -49,7 +56,8 @@ class SelfMetrics:
         )
         self.write_seconds = Histogram(
             "caret_exporter_write_duration_seconds",
-            "Time to write one request's rows (staging COPY + insert, one transaction).",
+            "Time to write one request's rows (one transaction; two after a fallback "
+            "to the staging table).",
             ["signal"],
             buckets=WRITE_BUCKETS,
             registry=self.registry,

@@ -131,8 +131,15 @@ class ExporterService:
     def window(self) -> AcceptWindow:
         return AcceptWindow.at(self.clock(), self.raw_days)
 
-    def export_logs(self, request: ExportLogsServiceRequest) -> ExportLogsServiceResponse:
-        decoded = EventRowBuilder(self.window()).decode(request)
+    def export_logs(self, request: ExportLogsServiceRequest | bytes) -> ExportLogsServiceResponse:
+        """Store a request's business events. ``request`` may be the serialized message
+        (a protobuf body): the row builder reads it without protobuf objects. Raises
+        :class:`google.protobuf.message.DecodeError` for bytes that are not a request."""
+        builder = EventRowBuilder(self.window())
+        if isinstance(request, bytes):
+            decoded = builder.decode_serialized(request)
+        else:
+            decoded = builder.decode(request)
         for reason, count in decoded.dropped_attributes.items():
             self.metrics.dropped_attributes.labels(reason).inc(count)
         stored = self._store("logs", "raw.events", self.loader.store_events, decoded.rows)
@@ -203,6 +210,8 @@ class ExporterService:
 
     def _account(self, signal: str, stored: StoreResult, refusals: Refusals) -> None:
         self.metrics.dedup_hits.labels(signal).inc(stored.duplicates)
+        if stored.path == "staging":
+            self.metrics.staging_loads.labels(signal).inc()
         for reason, count in refusals.counts.items():
             self.metrics.refused_records.labels(signal, reason).inc(count)
         self.metrics.batches.labels(signal, "partial" if refusals.total else "stored").inc()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+import zstandard
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from integration.exporter.exporter_helpers import event, pseudonym, query, running_exporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -18,7 +19,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from caret_otel.exporters.otlp_build import any_value, logs_request, unix_nano
+from caret_otel.exporters.otlp_build import any_value, logs_request
+from caret_otel.exporters.otlp_values import unix_nano
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as ev
 from caret_otel.semconv import metrics
@@ -56,12 +58,24 @@ def test_logs_answer_partial_success_for_refused_records_only(database: str) -> 
     assert 'caret_exporter_batches_total{outcome="partial",signal="logs"} 1.0' in metrics_text
 
 
+def test_zstd_protobuf_bodies_as_the_collector_sends_them_are_stored(database: str) -> None:
+    now = datetime.now(UTC)
+    records = [event(f"u{n}", now - timedelta(minutes=n), ev.CARET_TASK_CREATED) for n in range(3)]
+    body = zstandard.ZstdCompressor().compress(logs_request(records).SerializeToString())
+    with running_exporter(database) as exporter:
+        answer = exporter.post("/v1/logs", body, **{"Content-Encoding": "zstd"})
+        assert answer.status_code == 200
+        assert not ExportLogsServiceResponse.FromString(answer.content).HasField("partial_success")
+    assert query(database, "SELECT count(*) FROM raw.events") == [(3,)]
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status"),
     [
         (b"\x0a\xff", {"Content-Type": "application/x-protobuf"}, 400),
         (b"{oops", {"Content-Type": "application/json"}, 400),
         (b"xx", {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}, 400),
+        (b"xx", {"Content-Type": "application/x-protobuf", "Content-Encoding": "zstd"}, 400),
         (b"{}", {"Content-Type": "text/plain"}, 415),
         (b"{}", {"Content-Type": "application/json", "Content-Encoding": "br"}, 415),
     ],

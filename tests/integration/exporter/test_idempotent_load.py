@@ -75,6 +75,8 @@ def test_a_request_delivered_three_times_leaves_every_table_as_delivering_it_onc
         assert thrice[table] == once[table], f"{table} changed on redelivery"
     assert f'caret_exporter_dedup_hits_total{{signal="logs"}} {3 * len(records)}.0' in metrics
     assert f'caret_exporter_rows_written_total{{table="raw.events"}} {len(records)}.0' in metrics
+    # the first delivery was COPYed straight in; the three redeliveries took the staging path
+    assert 'caret_exporter_staging_loads_total{signal="logs"} 3.0' in metrics
 
 
 def _rollups_and_views(url: str, as_of: date) -> dict[str, object]:

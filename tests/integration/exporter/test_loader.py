@@ -1,14 +1,17 @@
-"""The load path's guarantees on PostgreSQL: one bad row is refused alone, a partition
-dropped behind the loader's back is recreated, and partitions appear on demand."""
+"""The load path's guarantees on PostgreSQL: one bad row is refused alone (also when found
+after falling back to staging), a partition dropped behind the loader's back is
+recreated, and partitions appear on demand."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from integration.exporter.exporter_helpers import event, query
 
+from caret_otel.exporters import loader as loader_module
 from caret_otel.exporters.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
 from caret_otel.exporters.loader import DB_REFUSED, Loader
 from caret_otel.exporters.otlp_build import logs_request
@@ -41,6 +44,34 @@ def test_a_row_postgres_refuses_is_refused_alone(database: str) -> None:
     assert query(database, "SELECT count(*) FROM raw.events WHERE event_id = 'broken-row'") == [
         (0,)
     ]
+
+
+def test_a_row_refused_after_falling_back_to_staging_is_refused_alone(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored = rows(1)
+    fresh = rows(400, NOW - timedelta(minutes=1))
+    bad = list(fresh[-1])
+    bad[0] = "broken-row"
+    bad[EVENT_COLUMNS.index("attrs")] = "{not json"
+    # The COPY meets the duplicate first (rows are inserted in buffers of at most 64 kB,
+    # then checked against the primary key); the staging COPY then meets the bad row.
+    batch = [*stored, *fresh, tuple(bad)]
+    loader = Loader()
+    with psycopg.connect(database, autocommit=True) as conn:
+        assert loader.store_events(conn, stored).inserted == 1
+        with caplog.at_level(logging.DEBUG, logger=loader_module.__name__):
+            result = loader.store_events(conn, batch)
+    fell_back = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert fell_back[0].startswith("raw.events: a batch of 402 row(s) holds a stored row")
+    assert result.path == "staging"
+    assert (result.received, result.inserted, result.duplicates) == (402, 400, 1)
+    assert result.refusals.counts == {DB_REFUSED: 1}
+    assert query(database, "SELECT count(*) FROM raw.events") == [(401,)]
+    queued = query(
+        database, "SELECT count(*), count(DISTINCT k) FROM raw.rollup_batches, unnest(event_ids) k"
+    )
+    assert queued == [(401, 401)]
 
 
 def test_a_partition_dropped_behind_the_loaders_back_is_created_again(database: str) -> None:

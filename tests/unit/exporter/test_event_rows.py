@@ -35,7 +35,14 @@ SESSION = PSEUDONYMS.pseudonymize("session-1")
 
 
 def decode(*records: Any, now: datetime = NOW) -> DecodedEvents:
-    return EventRowBuilder(AcceptWindow.at(now, 30)).decode(logs_request(records))
+    """Rows of a request, read both ways the exporter reads one: as a parsed message
+    (OTLP/JSON) and from its protobuf bytes (the compiled scanner). They must agree."""
+    builder = EventRowBuilder(AcceptWindow.at(now, 30))
+    request = logs_request(records)
+    parsed = builder.decode(request)
+    scanned = builder.decode_serialized(request.SerializeToString())
+    assert scanned == parsed
+    return scanned
 
 
 def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:

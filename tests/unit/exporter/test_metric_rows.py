@@ -21,7 +21,8 @@ from caret_otel.exporters.metric_rows import (
     DecodedPoints,
     MetricRowBuilder,
 )
-from caret_otel.exporters.otlp_build import any_value, unix_nano
+from caret_otel.exporters.otlp_build import any_value
+from caret_otel.exporters.otlp_values import unix_nano
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics
 

@@ -6,6 +6,7 @@ import gzip
 
 import orjson
 import pytest
+import zstandard
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -38,6 +39,24 @@ def test_other_media_types_are_refused_with_415(header: str | None) -> None:
     assert PROTOBUF in raised.value.message
 
 
+def test_zstd_bodies_are_inflated_including_multi_frame_streams() -> None:
+    frames = zstandard.ZstdCompressor()
+    assert otlp_http.inflate(frames.compress(b"abc"), "zstd") == b"abc"
+    assert otlp_http.inflate(frames.compress(b"ab") + frames.compress(b"cd"), "ZSTD") == b"abcd"
+    large = bytes(range(256)) * 40_000  # many input steps, several blocks
+    assert otlp_http.inflate(frames.compress(large), "zstd") == large
+    streamed = frames.compressobj()  # no content size in the frame header
+    body = streamed.compress(large) + streamed.flush()
+    assert otlp_http.inflate(body, "zstd") == large
+
+
+def test_a_zstd_bomb_is_stopped_near_the_limit() -> None:
+    bomb = zstandard.ZstdCompressor(level=19).compress(bytes(64 << 20))  # ~2 kB
+    with pytest.raises(PayloadError) as raised:
+        otlp_http.inflate(bomb, "zstd", max_bytes=1 << 20)
+    assert raised.value.status == 413
+
+
 def test_gzip_bodies_are_inflated_including_multi_member_streams() -> None:
     assert otlp_http.inflate(gzip.compress(b"abc"), "gzip") == b"abc"
     assert otlp_http.inflate(gzip.compress(b"ab") + gzip.compress(b"cd"), " GZIP ") == b"abcd"
@@ -51,6 +70,11 @@ def test_gzip_bodies_are_inflated_including_multi_member_streams() -> None:
         (b"not gzip at all", "gzip", 400),
         (gzip.compress(b"x" * 100)[:-12], "gzip", 400),  # truncated
         (gzip.compress(b"x" * 1000), "gzip", 413),  # inflates beyond the (small) limit
+        (b"not zstd at all", "zstd", 400),
+        (b"", "zstd", 400),
+        (zstandard.ZstdCompressor().compress(bytes(range(256)) * 8)[:-5], "zstd", 400),
+        (zstandard.ZstdCompressor().compress(b"x") + b"trailing", "zstd", 400),
+        (zstandard.ZstdCompressor().compress(b"x" * 1000), "zstd", 413),
         (b"x", "br", 415),
     ],
 )
