@@ -273,9 +273,9 @@ class Loader:
 
         Round trips (on a busy host each waits for the backend to be scheduled again):
         the copy path takes four for events (BEGIN with the lock and the deleted users'
-        lookup, the COPY's start, its data, COMMIT) and two
-        for metric points (a COPY commits on its own); a raw ``COPY`` in a transaction
-        takes four (BEGIN, COPY start, data, COMMIT)."""
+        lookup, the COPY's start, its data, COMMIT) and two for metric points (a COPY
+        commits on its own); a raw ``COPY`` in a transaction takes four (BEGIN, COPY
+        start, data, COMMIT)."""
         statements = self._statements[target.table]
         staged = path == "staging"
         result = StoreResult(received=len(rows), path=path)
