@@ -1,4 +1,4 @@
-"""Our Collector's business leg (otlp_http, protobuf + gzip, persistent queue) delivering
+"""Our Collector's business leg (otlp_http, protobuf + zstd, persistent queue) delivering
 to the real exporter: business events land in raw.events once, other logs never do, and
 an outage of PostgreSQL loses nothing (503 -> the Collector queues and retries)."""
 
