@@ -65,6 +65,8 @@ class Target:
     table: str
     staging: str
     columns: tuple[str, ...]
+    key: tuple[str, ...]
+    """The primary key."""
     time_column: str
     users_events: bool
     """Rows are users' events: loaded under the deletion lock, without deleted users'
@@ -75,6 +77,7 @@ EVENTS: Final = Target(
     table="raw.events",
     staging="staging_events",
     columns=EVENT_COLUMNS,
+    key=("event_id", "event_ts"),
     time_column="event_ts",
     users_events=True,
 )
@@ -82,6 +85,7 @@ METRIC_POINTS: Final = Target(
     table="raw.metric_points",
     staging="staging_metric_points",
     columns=METRIC_COLUMNS,
+    key=("metric_name", "series_hash", "start_ts", "point_ts"),
     time_column="point_ts",
     users_events=False,
 )
@@ -148,9 +152,17 @@ class _Statements:
         cols = sql.SQL(", ").join(map(sql.Identifier, target.columns))
         table = sql.SQL(target.table)
         staging = sql.Identifier(target.staging)
+        # In key order: two overlapping redeliveries in flight then take their row locks
+        # in the same order and wait for each other instead of deadlocking.
         insert = sql.SQL(
-            "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
-        ).format(table=table, cols=cols, staging=staging)
+            "INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging}"
+            " ORDER BY {key} ON CONFLICT DO NOTHING"
+        ).format(
+            table=table,
+            cols=cols,
+            staging=staging,
+            key=sql.SQL(", ").join(map(sql.Identifier, target.key)),
+        )
         begin: Statement
         if target.users_events:
             begin = sql.SQL("BEGIN; SELECT pg_advisory_xact_lock_shared({})").format(

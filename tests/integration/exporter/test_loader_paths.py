@@ -25,7 +25,14 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from caret_otel.exporters.deletion import forget, pseudonym_digest
 from caret_otel.exporters.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
-from caret_otel.exporters.loader import FORGOTTEN_USER, Loader, StoreResult
+from caret_otel.exporters.loader import (
+    EVENTS,
+    FORGOTTEN_USER,
+    METRIC_POINTS,
+    Loader,
+    StoreResult,
+    Target,
+)
 from caret_otel.exporters.locks import FORGET_LOCK_KEY
 from caret_otel.exporters.metric_rows import METRIC_COLUMNS, MetricRowBuilder
 from caret_otel.exporters.otlp_build import AttributeValue, any_value, logs_request
@@ -334,3 +341,17 @@ def test_metric_points_take_both_paths_and_store_a_value_alike(database: str) ->
     assert Counter(p[value] for p in free) == Counter(
         ["0.30000000000000004", "1e-07", "Infinity", "NaN", None]  # None: the histogram
     )
+
+
+@pytest.mark.parametrize("target", [EVENTS, METRIC_POINTS], ids=lambda t: t.table)
+def test_a_targets_key_is_its_tables_primary_key(database: str, target: Target) -> None:
+    # the staging insert sorts by it (overlapping redeliveries lock rows in one order)
+    columns = query(
+        database,
+        "SELECT a.attname FROM pg_index i"
+        " JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+        " WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.n",
+        (target.table,),
+    )
+    assert tuple(name for (name,) in columns) == target.key
