@@ -50,6 +50,7 @@ cdef enum:
     ANY_BOOL = 2
     ANY_INT = 3
     ANY_DOUBLE = 4
+    MAX_FIELD_NUMBER = 536870911  # 2**29 - 1
 
 
 class _Malformed(ValueError):
@@ -83,6 +84,14 @@ cdef class _Reader:
             if byte < 0x80:
                 return result
             shift += 7
+
+    cdef inline int field(self, int* wire_type) except -1:
+        """Read a tag: its field number, and its wire type into ``wire_type``."""
+        cdef uint64_t tag = self.varint()
+        if tag >> 3 == 0 or tag >> 3 > MAX_FIELD_NUMBER:
+            raise _Malformed("invalid field number")  # as protobuf refuses it
+        wire_type[0] = <int>(tag & 7)
+        return <int>(tag >> 3)
 
     cdef inline uint64_t fixed64(self) except? 0xFFFFFFFFFFFFFFFF:
         cdef uint64_t result = 0
@@ -136,16 +145,13 @@ cdef inline int _expect(int wire_type, int expected) except -1:
 cdef object _any_value(_Reader r, Py_ssize_t end, list attributes, str key):
     """Append key and value for a scalar AnyValue in data[r.pos:end]; False when the
     value needs the general path."""
-    cdef uint64_t tag
     cdef int field, wire_type, seen = 0
     cdef uint64_t bits
     cdef double real
     cdef object value = None
     cdef Py_ssize_t n
     while r.pos < end:
-        tag = r.varint()
-        field = <int>(tag >> 3)
-        wire_type = <int>(tag & 7)
+        field = r.field(&wire_type)
         seen += 1
         if field == ANY_STRING:
             _expect(wire_type, LEN)
@@ -180,15 +186,12 @@ cdef object _any_value(_Reader r, Py_ssize_t end, list attributes, str key):
 cdef object _key_value(_Reader r, Py_ssize_t end, list attributes):
     """Append one attribute from a KeyValue in data[r.pos:end]; False when it needs the
     general path."""
-    cdef uint64_t tag
     cdef int field, wire_type
     cdef str key = ""
     cdef Py_ssize_t value_start = -1, value_end = 0, n
     cdef int keys = 0, values = 0, others = 0
     while r.pos < end:
-        tag = r.varint()
-        field = <int>(tag >> 3)
-        wire_type = <int>(tag & 7)
+        field = r.field(&wire_type)
         if field == KV_KEY:
             _expect(wire_type, LEN)
             key = r.text(r.length())
@@ -217,16 +220,13 @@ cdef tuple _log_record(_Reader r, Py_ssize_t end):
     """(event_name, time_unix_nano, observed_time_unix_nano, attributes or None, start,
     end) of the LogRecord in data[r.pos:end]."""
     cdef Py_ssize_t start = r.pos, n
-    cdef uint64_t tag
     cdef int field, wire_type
     cdef str name = ""
     cdef uint64_t time_unix_nano = 0, observed = 0
     cdef list attributes = []
     cdef bint general = False
     while r.pos < end:
-        tag = r.varint()
-        field = <int>(tag >> 3)
-        wire_type = <int>(tag & 7)
+        field = r.field(&wire_type)
         if field == RECORD_ATTRIBUTES:
             _expect(wire_type, LEN)
             n = r.length()
@@ -255,13 +255,10 @@ cdef int _repeated(
 ) except -1:
     """Walk data[r.pos:end] (a request, ResourceLogs or ScopeLogs): descend into field
     ``wanted``, skip everything else."""
-    cdef uint64_t tag
     cdef int field, wire_type
     cdef Py_ssize_t n, inner_end
     while r.pos < end:
-        tag = r.varint()
-        field = <int>(tag >> 3)
-        wire_type = <int>(tag & 7)
+        field = r.field(&wire_type)
         if field == wanted:
             _expect(wire_type, LEN)
             n = r.length()

@@ -305,7 +305,7 @@ class EventRowBuilder:
         for resource_logs in request.resource_logs:
             for scope_logs in resource_logs.scope_logs:
                 for record in scope_logs.log_records:
-                    self._add(decoded, self._record_row, record)
+                    self._add(decoded, record)
         return decoded
 
     def decode_serialized(self, body: bytes) -> DecodedEvents:
@@ -322,11 +322,11 @@ class EventRowBuilder:
         except ValueError:
             return self.decode(ExportLogsServiceRequest.FromString(body))
         decoded = DecodedEvents([], Refusals(), Counter())
-        row, record_row = self.row, self._record_row
+        row = self.row
         rows, dropped = decoded.rows, decoded.dropped_attributes
         for name, time_unix_nano, observed, attributes, start, end in scanned:
             if attributes is None:
-                self._add(decoded, record_row, LogRecord.FromString(body[start:end]))
+                self._add(decoded, LogRecord.FromString(body[start:end]))
                 continue
             try:
                 rows.append(
@@ -336,14 +336,10 @@ class EventRowBuilder:
                 decoded.refusals.add(refused.reason, refused.message)
         return decoded
 
-    def _add(
-        self,
-        decoded: DecodedEvents,
-        record_row: Callable[[LogRecord, Counter[str]], tuple[Any, ...]],
-        record: LogRecord,
-    ) -> None:
+    def _add(self, decoded: DecodedEvents, record: LogRecord) -> None:
+        """Add the row of a protobuf record, or its refusal."""
         try:
-            decoded.rows.append(record_row(record, decoded.dropped_attributes))
+            decoded.rows.append(self._record_row(record, decoded.dropped_attributes))
         except _Refused as refused:
             decoded.refusals.add(refused.reason, refused.message)
 
@@ -375,14 +371,15 @@ class EventRowBuilder:
             raise _Refused(
                 NO_TIMESTAMP, f"{name}: neither time_unix_nano nor observed_time_unix_nano is set"
             )
-        event_ts = time_from_unix_nano(nanos)
         if not self._earliest_ns <= nanos < self._latest_ns:
             raise _Refused(
                 OUTSIDE_WINDOW,
-                f"{name}: time {event_ts.isoformat()} is outside the accepted window "
+                f"{name}: time {time_from_unix_nano(nanos).isoformat()} is outside the "
+                "accepted window "
                 f"[{self.window.earliest.isoformat()}, {self.window.latest.isoformat()})",
             )
 
+        event_ts = time_from_unix_nano(nanos)
         row: list[Any] = [None] * len(EVENT_COLUMNS)
         extra: dict[str, JsonValue] = {}
         latency: list[tuple[int, str, float]] = []

@@ -269,3 +269,21 @@ def test_a_business_event_reads_the_same_both_ways() -> None:
     scanned: Any = by_scanner(body)
     assert scanned == by_protobuf(body)
     assert len(scanned[0]) == 1  # stored, not refused
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("field", [0, 1 << 29, (1 << 32) + 1], ids=["zero", "2^29", "aliases-1"])
+def test_an_invalid_field_number_is_refused_as_protobuf_refuses_it(field: int) -> None:
+    # (2^32 + 1) would read as field 1 if the number were truncated to 32 bits
+    body = _varint(field << 3 | 2) + b"\x00"
+    with pytest.raises(ValueError, match="invalid field number"):
+        scan_log_records(body)
+    assert by_scanner(body) == by_protobuf(body) == "refused"
