@@ -7,16 +7,19 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Never put the working directory on sys.path: the source folder `caret_otel/` would
-# shadow the installed package (whose sub-packages come from processors/, exporters/, ...).
-export PYTHONSAFEPATH := 1
+# Every distribution of the project, ground floor first (README, "Repository layout").
+DISTRIBUTIONS := core semconv processors/privacy sdk exporters/postgres receivers/gateway
 
 COLLECTOR_VERSION := 0.161.0
 BUILDER := build/tools/builder-v$(COLLECTOR_VERSION)
 COLLECTOR := build/otelcol-caret
-PY_SOURCES := $(shell find caret_otel processors exporters semantic_conventions -name '*.py' -o -name '*.pyx' -o -name '*.pyi' -o -name '*.yaml' -o -name '*.json' -o -name '*.sql' 2>/dev/null)
+PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTRIBUTIONS)) exporters/postgres/setup.py
+PYX := $(wildcard exporters/postgres/src/caret_otel/exporters/postgres/*.pyx)
+# Debian's prometheus package, unpacked into build/ when the machine has none on PATH
+# (never installed as a system service, so nothing on the machine is started or stopped).
+PROMETHEUS_ROOT := build/prometheus
 
-.PHONY: help demo test install collector services generate check lint typecheck unit integration e2e bench clean
+.PHONY: help demo test install collector services generate check lint typecheck unit bench clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,13 +36,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Strict editable mode links every source file into build/__editable__*, so edits show at
-# once and mypy sees the real package layout; a new file needs `make install` again.
-# The exporter's OTLP scanner is a Cython extension: it needs a C compiler and Python's headers.
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(PY_SOURCES)
-	@command -v cc >/dev/null || { echo "error: a C compiler is needed to build caret_otel.exporters._log_records_scan; install it with: apt-get install -y gcc" >&2; exit 1; }
-	@test -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || { echo "error: Python's C headers are missing; install them with: apt-get install -y python3.11-dev" >&2; exit 1; }
-	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=strict
+# Plain editable installs of every distribution: a new file is seen at once. The
+# exporter's OTLP scanner and attribute fast paths are Cython extensions, compiled in
+# place when a C compiler and Python's headers are there (pure-Python twins otherwise).
+$(VENV)/.installed: $(BIN)/python $(PYPROJECTS) $(PYX)
+	@command -v cc >/dev/null || echo "note: no C compiler: the exporter runs its pure-Python fast paths (install gcc and python3.11-dev, then make install, for the compiled ones)" >&2
+	$(BIN)/pip install --quiet $(addprefix -e ./,$(DISTRIBUTIONS)) -e '.[test]'
 	@touch $@
 
 install: $(VENV)/.installed ## create .venv and install caret-otel with its test extras
@@ -58,34 +60,40 @@ $(COLLECTOR): collector/builder-config.yaml | $(BUILDER)
 collector: $(COLLECTOR) ## build our Collector (rebuilt only when collector/builder-config.yaml changes)
 
 # --- System services the tests and the demo run ---------------------------------------------
-services: ## install Prometheus (Debian) if missing; PostgreSQL comes from the pgserver wheel
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
-	    && { systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || pkill -x prometheus || true; }; \
-	  else echo "error: Prometheus is missing; install it with: sudo apt-get install -y prometheus" >&2; exit 1; fi; }
-	@prometheus --version 2>&1 | head -n1
+services: ## Prometheus and promtool: the machine's, or Debian's package unpacked into build/
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then prometheus --version 2>&1 | head -n1; \
+	elif [ -x $(PROMETHEUS_ROOT)/usr/bin/prometheus ]; then $(PROMETHEUS_ROOT)/usr/bin/prometheus --version 2>&1 | head -n1; \
+	else \
+	  { [ "$$(id -u)" != 0 ] || apt-get update -qq; } && mkdir -p build/debs && (cd build/debs && apt-get download -qq prometheus) \
+	    && dpkg-deb -x "$$(ls build/debs/prometheus_*.deb | head -n1)" $(PROMETHEUS_ROOT) \
+	    && $(PROMETHEUS_ROOT)/usr/bin/prometheus --version 2>&1 | head -n1 \
+	  || { echo "error: Prometheus is missing; install it with: sudo apt-get update && sudo apt-get install -y prometheus" >&2; exit 1; }; \
+	fi
 
 # --- Checks ---------------------------------------------------------------------------------
-generate: install ## regenerate constants, policy and docs from the semantic-conventions registry
-	$(BIN)/caret-otel semconv generate
+generate: install ## run every generator: semconv package, docs, Collector privacy pass, dashboards, rules
+	$(BIN)/caret-otel generate
 
 # cython-lint runs pycodestyle, which it looks for on PATH.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cython-lint --max-line-length 100 exporters/*.pyx
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(PYX)
 
 typecheck: install
-	cd tests && ../$(BIN)/mypy --config-file ../pyproject.toml -p caret_otel
+	$(BIN)/mypy $(addsuffix /src,$(DISTRIBUTIONS)) src
 
-check: lint typecheck ## ruff, mypy --strict and the registry check
+check: lint typecheck ## ruff, mypy --strict, the registry check and every generated file fresh
 	$(BIN)/caret-otel semconv check
+	$(BIN)/caret-otel generate --check
 
 unit: install ## only the unit tests (fast)
 	$(BIN)/pytest tests/unit
 
 bench: install collector services ## rerun every benchmark and rewrite docs/benchmarks.md
-	env -u PYTHONSAFEPATH $(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py
 
 clean: ## remove build output, the venv and local stack data
-	rm -rf build $(VENV) .caret-otel .pytest_cache .mypy_cache .ruff_cache exporters/*.c exporters/*.so
+	rm -rf build $(VENV) .caret-otel .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./.git -prune -o \( -name '*.egg-info' -o -name __pycache__ \) -prune -exec rm -rf {} +
+	rm -f $(PYX:.pyx=.c) $(wildcard exporters/postgres/src/caret_otel/exporters/postgres/*.so)

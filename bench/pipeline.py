@@ -47,8 +47,8 @@ import httpx
 import psycopg
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from caret_otel.exporters.otlp_build import event_record, logs_request
-from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.otlp.build import event_record, logs_request
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 from caret_otel.stack import (

@@ -52,13 +52,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from caret_otel.processors.client_events import ClientEventScrubber
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.otlp import scrub_trace_request
-from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
-from caret_otel.processors.report import ScrubReport
-from caret_otel.processors.sdk import install_privacy
+from caret_otel.processors.privacy.client_events import ClientEventScrubber
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.otlp import scrub_trace_request
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.processors.privacy.report import ScrubReport
+from caret_otel.processors.privacy.sdk import install_privacy
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as event_specs
 from caret_otel.semconv.policy import load_policy
@@ -347,7 +347,7 @@ def report(results: Results, rounds: int, records: int) -> str:
 
     return f"""## In-process privacy overhead (`bench/privacy_overhead.py`)
 
-The OTel Python SDK with and without the privacy processors of `caret_otel.processors.sdk`
+The OTel Python SDK with and without the privacy processors of `caret_otel.processors.privacy.sdk`
 (wired by `install_privacy`), same run, {rounds} interleaved rounds of {records:,} records
 each, medians. Both modes export through the SDK's batch processor to an exporter that
 encodes every batch to OTLP protobuf and discards it (no network). Records look like a

@@ -14,7 +14,7 @@ import pytest
 
 from caret_otel.dashboards import generate, lint
 from caret_otel.dashboards import panel_queries as pq
-from caret_otel.exporters.schema import migrate
+from caret_otel.exporters.postgres.schema import migrate
 from caret_otel.stack.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration

@@ -18,14 +18,14 @@ import psycopg
 import uvicorn
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from caret_otel.exporters import rollup
-from caret_otel.exporters.app import create_app
-from caret_otel.exporters.config import ExporterSettings
-from caret_otel.exporters.event_rows import AcceptWindow, EventRowBuilder
-from caret_otel.exporters.loader import Loader
-from caret_otel.exporters.otlp_build import AttributeValue, event_record, logs_request
-from caret_otel.exporters.service import ExporterService
-from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.exporters.postgres import rollup
+from caret_otel.exporters.postgres.app import create_app
+from caret_otel.exporters.postgres.config import ExporterSettings
+from caret_otel.exporters.postgres.event_rows import AcceptWindow, EventRowBuilder
+from caret_otel.exporters.postgres.loader import Loader
+from caret_otel.exporters.postgres.service import ExporterService
+from caret_otel.otlp.build import AttributeValue, event_record, logs_request
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv.events import EventSpec
 from caret_otel.stack.ports import free_port

@@ -142,7 +142,7 @@ def dataset() -> list[LogRecord]:
 
 @pytest.fixture(scope="module")
 def url(postgres: Any) -> str:
-    from caret_otel.exporters.schema import migrate
+    from caret_otel.exporters.postgres.schema import migrate
 
     database_url = postgres.create_database("exp_known_answers")
     migrate(database_url)

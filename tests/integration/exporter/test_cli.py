@@ -12,7 +12,7 @@ from integration.exporter.exporter_helpers import KEY_ENTRIES, PSEUDONYMIZER, lo
 from integration.exporter.synthetic import synthetic_events
 
 from caret_otel.cli.main import _register_commands, cli
-from caret_otel.exporters.schema import load_migrations
+from caret_otel.exporters.postgres.schema import load_migrations
 from caret_otel.stack import PostgresServer
 
 pytestmark = pytest.mark.integration

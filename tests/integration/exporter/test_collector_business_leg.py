@@ -12,8 +12,8 @@ import pytest
 from fixtures.services import CollectorFactory, wait_until
 from integration.exporter.exporter_helpers import event, pseudonym, query, running_exporter
 
-from caret_otel.exporters.otlp_build import logs_request
-from caret_otel.exporters.schema import migrate
+from caret_otel.exporters.postgres.schema import migrate
+from caret_otel.otlp.build import logs_request
 from caret_otel.semconv import events as ev
 from caret_otel.stack import PostgresServer
 

@@ -13,11 +13,11 @@ import pytest
 from integration.exporter.exporter_helpers import PSEUDONYMIZER, at, event, load, query
 from integration.exporter.synthetic import synthetic_events
 
-from caret_otel.exporters import trends
-from caret_otel.exporters.deletion import InvalidDeletionRequest, forget
-from caret_otel.exporters.event_rows import AcceptWindow, EventRowBuilder
-from caret_otel.exporters.loader import FORGOTTEN_USER, Loader
-from caret_otel.exporters.otlp_build import logs_request
+from caret_otel.exporters.postgres import trends
+from caret_otel.exporters.postgres.deletion import InvalidDeletionRequest, forget
+from caret_otel.exporters.postgres.event_rows import AcceptWindow, EventRowBuilder
+from caret_otel.exporters.postgres.loader import FORGOTTEN_USER, Loader
+from caret_otel.otlp.build import logs_request
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as ev
 
@@ -165,7 +165,7 @@ def test_events_in_flight_from_before_the_deletion_are_refused(loaded: str) -> N
 
 
 def afterwards_ts(record: object) -> datetime:
-    from caret_otel.exporters.otlp_values import time_from_unix_nano
+    from caret_otel.otlp.values import time_from_unix_nano
 
     return time_from_unix_nano(record.time_unix_nano)  # type: ignore[attr-defined]
 

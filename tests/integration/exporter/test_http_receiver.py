@@ -19,8 +19,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from caret_otel.exporters.otlp_build import any_value, logs_request
-from caret_otel.exporters.otlp_values import unix_nano
+from caret_otel.otlp.build import any_value, logs_request
+from caret_otel.otlp.values import unix_nano
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as ev
 from caret_otel.semconv import metrics

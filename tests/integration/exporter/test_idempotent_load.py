@@ -24,8 +24,8 @@ from integration.exporter.exporter_helpers import (
 from integration.exporter.synthetic import synthetic_events
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
-from caret_otel.exporters import trends
-from caret_otel.exporters.otlp_build import logs_request
+from caret_otel.exporters.postgres import trends
+from caret_otel.otlp.build import logs_request
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from integration.exporter.exporter_helpers import event, query
 
-from caret_otel.exporters import loader as loader_module
-from caret_otel.exporters.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
-from caret_otel.exporters.loader import DB_REFUSED, Loader
-from caret_otel.exporters.otlp_build import logs_request
+from caret_otel.exporters.postgres import loader as loader_module
+from caret_otel.exporters.postgres.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
+from caret_otel.exporters.postgres.loader import DB_REFUSED, Loader
+from caret_otel.otlp.build import logs_request
 from caret_otel.semconv import events as ev
 
 pytestmark = pytest.mark.integration

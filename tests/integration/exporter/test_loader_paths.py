@@ -23,9 +23,9 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from caret_otel.exporters.deletion import forget, pseudonym_digest
-from caret_otel.exporters.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
-from caret_otel.exporters.loader import (
+from caret_otel.exporters.postgres.deletion import forget, pseudonym_digest
+from caret_otel.exporters.postgres.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
+from caret_otel.exporters.postgres.loader import (
     EVENTS,
     FORGOTTEN_USER,
     METRIC_POINTS,
@@ -33,10 +33,10 @@ from caret_otel.exporters.loader import (
     StoreResult,
     Target,
 )
-from caret_otel.exporters.locks import FORGET_LOCK_KEY
-from caret_otel.exporters.metric_rows import METRIC_COLUMNS, MetricRowBuilder
-from caret_otel.exporters.otlp_build import AttributeValue, any_value, logs_request
-from caret_otel.exporters.otlp_values import unix_nano
+from caret_otel.exporters.postgres.locks import FORGET_LOCK_KEY
+from caret_otel.exporters.postgres.metric_rows import METRIC_COLUMNS, MetricRowBuilder
+from caret_otel.otlp.build import AttributeValue, any_value, logs_request
+from caret_otel.otlp.values import unix_nano
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as ev
 from caret_otel.semconv import metrics

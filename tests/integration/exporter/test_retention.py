@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from integration.exporter.exporter_helpers import at, event, load, query
 
-from caret_otel.exporters.retention import run_retention
+from caret_otel.exporters.postgres.retention import run_retention
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as ev
 
@@ -109,8 +109,12 @@ def test_each_tier_is_dropped_exactly_when_its_period_is_over(database: str) -> 
 
 
 def test_the_exporter_refuses_events_older_than_the_raw_window(database: str) -> None:
-    from caret_otel.exporters.event_rows import OUTSIDE_WINDOW, AcceptWindow, EventRowBuilder
-    from caret_otel.exporters.otlp_build import logs_request
+    from caret_otel.exporters.postgres.event_rows import (
+        OUTSIDE_WINDOW,
+        AcceptWindow,
+        EventRowBuilder,
+    )
+    from caret_otel.otlp.build import logs_request
 
     now = START
     window = AcceptWindow.at(now, 30)

@@ -13,14 +13,14 @@ import psycopg
 import pytest
 from integration.exporter.exporter_helpers import PSEUDONYMIZER, event, query
 
-from caret_otel.exporters import rollup, trends
-from caret_otel.exporters.deletion import forget
-from caret_otel.exporters.event_rows import AcceptWindow, EventRowBuilder
-from caret_otel.exporters.loader import Loader
-from caret_otel.exporters.otlp_build import logs_request
-from caret_otel.exporters.retention import run_retention
-from caret_otel.exporters.roles import set_role_passwords
-from caret_otel.exporters.schema import MigrationError, load_migrations, migrate
+from caret_otel.exporters.postgres import rollup, trends
+from caret_otel.exporters.postgres.deletion import forget
+from caret_otel.exporters.postgres.event_rows import AcceptWindow, EventRowBuilder
+from caret_otel.exporters.postgres.loader import Loader
+from caret_otel.exporters.postgres.retention import run_retention
+from caret_otel.exporters.postgres.roles import set_role_passwords
+from caret_otel.exporters.postgres.schema import MigrationError, load_migrations, migrate
+from caret_otel.otlp.build import logs_request
 from caret_otel.semconv import events as ev
 from caret_otel.stack import PostgresServer
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from integration.exporter.exporter_helpers import at, event, load, query
 
-from caret_otel.exporters import trends
+from caret_otel.exporters.postgres import trends
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as ev
 

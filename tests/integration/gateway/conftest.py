@@ -15,11 +15,11 @@ import pytest
 from fixtures.services import SinkCollector
 from integration.gateway.gateway_support import ADMIN, INGEST, GatewayFactory, RunningGateway
 
-from caret_otel.gateway.config import GatewayConfig
-from caret_otel.gateway.runtime import build_gateway
-from caret_otel.gateway.server import BackgroundServer
-from caret_otel.processors.consent import ConsentStore
-from caret_otel.processors.pseudonyms import generate_key_entry
+from caret_otel.processors.privacy.consent import ConsentStore
+from caret_otel.processors.privacy.pseudonyms import generate_key_entry
+from caret_otel.receivers.gateway.config import GatewayConfig
+from caret_otel.receivers.gateway.runtime import build_gateway
+from caret_otel.receivers.gateway.server import BackgroundServer
 from caret_otel.stack.ports import free_port
 
 

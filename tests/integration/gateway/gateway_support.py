@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import orjson
 
-from caret_otel.gateway.runtime import Gateway
-from caret_otel.gateway.server import BackgroundServer
+from caret_otel.receivers.gateway.runtime import Gateway
+from caret_otel.receivers.gateway.server import BackgroundServer
 
 INGEST = "ingest-token-for-tests-0123"
 ADMIN = "admin-token-for-tests-0123456"

@@ -17,7 +17,7 @@ from fixtures.services import (
 )
 from integration.gateway.gateway_support import GatewayFactory, client_event, iso
 
-from caret_otel.gateway.task_spans import task_trace_id
+from caret_otel.receivers.gateway.task_spans import task_trace_id
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events, spans
 from caret_otel.stack import PrometheusServer

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from integration.gateway.gateway_support import ADMIN, INGEST
 from schemathesis import GenerationMode
 
-from caret_otel.exporters.schema import migrate
-from caret_otel.gateway.config import GatewayConfig
-from caret_otel.gateway.runtime import build_gateway
-from caret_otel.gateway.server import BackgroundServer
-from caret_otel.processors.pseudonyms import generate_key_entry
+from caret_otel.exporters.postgres.schema import migrate
+from caret_otel.processors.privacy.pseudonyms import generate_key_entry
+from caret_otel.receivers.gateway.config import GatewayConfig
+from caret_otel.receivers.gateway.runtime import build_gateway
+from caret_otel.receivers.gateway.server import BackgroundServer
 from caret_otel.stack import PostgresServer
 from caret_otel.stack.ports import free_port
 

@@ -31,7 +31,7 @@ from integration.pipeline.pipeline_support import (
 )
 
 from caret_otel.dashboards.promnames import prometheus_label
-from caret_otel.processors import redaction as py
+from caret_otel.processors.privacy import redaction as py
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics
 from caret_otel.semconv.policy import load_policy

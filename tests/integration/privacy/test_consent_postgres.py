@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from fixtures.services import wait_until
 
-from caret_otel.exporters.schema import migrate
-from caret_otel.processors.consent import ConsentStoreError, PostgresConsentStore
+from caret_otel.exporters.postgres.schema import migrate
+from caret_otel.processors.privacy.consent import ConsentStoreError, PostgresConsentStore
 from caret_otel.stack import PostgresServer
 from caret_otel.stack.ports import free_port
 

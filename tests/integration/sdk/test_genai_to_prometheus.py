@@ -17,9 +17,9 @@ import httpx
 import pytest
 from fixtures.services import OtlpRecord, RunningCollector, SinkCollector
 
-from caret_otel.processors.pseudonyms import KEY_FILE_ENV, KEYS_ENV, generate_key_entry
+from caret_otel.devtools.provider_stub import RESPONSE_MODEL_SUFFIX, ProviderStub
+from caret_otel.processors.privacy.pseudonyms import KEY_FILE_ENV, KEYS_ENV, generate_key_entry
 from caret_otel.sdk import configure
-from caret_otel.sdk.genai.provider_stub import RESPONSE_MODEL_SUFFIX, ProviderStub
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics as metric_specs
 from caret_otel.stack import PrometheusServer

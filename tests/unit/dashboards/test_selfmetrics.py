@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from caret_otel.dashboards import selfmetrics as sm
-from caret_otel.exporters.self_metrics import SelfMetrics
-from caret_otel.gateway.self_metrics import GatewayMetrics
+from caret_otel.exporters.postgres.self_metrics import SelfMetrics
+from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
 
 
 def exposed_sample_names(registry: CollectorRegistry) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caret_otel.exporters.config import (
+from caret_otel.exporters.postgres.config import (
     LISTEN_ENV,
     SettingsError,
     listen_from_env,

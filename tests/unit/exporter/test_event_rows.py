@@ -11,8 +11,8 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from caret_otel.exporters import otlp_http
-from caret_otel.exporters.event_rows import (
+from caret_otel.otlp import body as otlp_body
+from caret_otel.exporters.postgres.event_rows import (
     EVENT_COLUMNS,
     INVALID_VALUE,
     NO_TIMESTAMP,
@@ -23,8 +23,8 @@ from caret_otel.exporters.event_rows import (
     DecodedEvents,
     EventRowBuilder,
 )
-from caret_otel.exporters.otlp_build import event_record, logs_request
-from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.otlp.build import event_record, logs_request
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 
@@ -276,6 +276,6 @@ def test_the_fallback_event_id_is_a_hash_of_the_record_stable_across_encodings()
     # the same record sent as OTLP/JSON hashes to the same id
     request = logs_request([without_id])
     as_json = orjson.dumps(json_format.MessageToDict(request))
-    parsed = otlp_http.decode(as_json, otlp_http.JSON, ExportLogsServiceRequest)
+    parsed = otlp_body.decode_request(as_json, otlp_body.JSON, ExportLogsServiceRequest)
     builder = EventRowBuilder(AcceptWindow.at(NOW, 30))
     assert as_dict(builder.decode(parsed).rows[0])["event_id"] == first

@@ -22,11 +22,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from caret_otel.exporters._log_records_scan import scan_log_records
-from caret_otel.exporters.event_rows import AcceptWindow, DecodedEvents, EventRowBuilder
-from caret_otel.exporters.otlp_values import unix_nano
-from caret_otel.processors.otlp_values import python_to_any
-from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.exporters.postgres._log_records_scan import scan_log_records
+from caret_otel.exporters.postgres.event_rows import AcceptWindow, DecodedEvents, EventRowBuilder
+from caret_otel.otlp.values import python_to_any, unix_nano
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 from caret_otel.semconv.policy import load_policy

@@ -13,16 +13,16 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 
-from caret_otel.exporters.event_rows import OUTSIDE_WINDOW, AcceptWindow
-from caret_otel.exporters.metric_rows import (
+from caret_otel.exporters.postgres.event_rows import OUTSIDE_WINDOW, AcceptWindow
+from caret_otel.exporters.postgres.metric_rows import (
     METRIC_COLUMNS,
     NOT_A_METRIC_LABEL,
     UNKNOWN_METRIC,
     DecodedPoints,
     MetricRowBuilder,
 )
-from caret_otel.exporters.otlp_build import any_value
-from caret_otel.exporters.otlp_values import unix_nano
+from caret_otel.otlp.build import any_value
+from caret_otel.otlp.values import unix_nano
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from caret_otel.exporters.trends import OTHER, Cell, suppress
+from caret_otel.exporters.postgres.trends import OTHER, Cell, suppress
 
 K = 10
 

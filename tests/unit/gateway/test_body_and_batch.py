@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from caret_otel.gateway import body, client_batch
-from caret_otel.gateway.client_batch import EventRejection
-from caret_otel.gateway.errors import RequestError
+from caret_otel.otlp import body
+from caret_otel.receivers.gateway import client_batch
+from caret_otel.receivers.gateway.client_batch import EventRejection
+from caret_otel.receivers.gateway.errors import RequestError
 
 
 async def chunks_of(data: bytes, size: int) -> AsyncIterator[bytes]:

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from caret_otel.gateway.auth import Authenticator, Role
-from caret_otel.gateway.config import ENV_HELP, GatewayConfig, GatewayConfigError, IngestLimits
-from caret_otel.gateway.errors import RequestError
+from caret_otel.receivers.gateway.auth import Authenticator, Role
+from caret_otel.receivers.gateway.config import (
+    ENV_HELP,
+    GatewayConfig,
+    GatewayConfigError,
+    IngestLimits,
+)
+from caret_otel.receivers.gateway.errors import RequestError
 
 INGEST = "ingest-token-0123456789"
 ADMIN = "admin-token-0123456789ab"

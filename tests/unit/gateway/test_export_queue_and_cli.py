@@ -7,9 +7,9 @@ import asyncio
 from click.testing import CliRunner
 
 from caret_otel.cli.gateway import gateway
-from caret_otel.gateway.export import SignalQueue
-from caret_otel.gateway.self_metrics import GatewayMetrics
-from caret_otel.processors.pseudonyms import generate_key_entry
+from caret_otel.processors.privacy.pseudonyms import generate_key_entry
+from caret_otel.receivers.gateway.export import SignalQueue
+from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
 
 
 def test_queue_batches_within_the_byte_limit_and_counts_until_delivered() -> None:

@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from caret_otel.gateway import protowire
+from caret_otel.otlp import wire as protowire
 
 scalars = st.one_of(
     st.text(max_size=40),

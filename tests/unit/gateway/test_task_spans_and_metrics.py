@@ -8,11 +8,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 
-from caret_otel.gateway import client_metrics, protowire, task_spans
-from caret_otel.gateway.config import OtlpTarget
+from caret_otel.otlp import wire as protowire
+from caret_otel.receivers.gateway import client_metrics, task_spans
+from caret_otel.receivers.gateway.config import OtlpTarget
+from caret_otel.registry.model import load_registry
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events, metrics, spans
-from caret_otel.semconv.model import load_registry
 from caret_otel.semconv.policy import load_policy
 
 S = 1_000_000_000

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from caret_otel.processors import redaction as python_redaction
+from caret_otel.processors.privacy import redaction as python_redaction
+from caret_otel.registry import collector_privacy as cp
+from caret_otel.registry.model import default_registry_dir, load_registry
 from caret_otel.semconv import attributes as attrs
-from caret_otel.semconv import collector_privacy as cp
 from caret_otel.semconv import metrics
-from caret_otel.semconv.model import REGISTRY_DIR, load_registry
 from caret_otel.semconv.policy import load_policy
 from caret_otel.stack import CollectorConfigEnv
 from caret_otel.stack import collector as collector_mod
@@ -81,7 +81,7 @@ def test_hmac_applies_to_exactly_the_pseudonymous_keys(privacy: dict[str, Any]) 
 
 def test_pseudonym_shape_is_the_python_one(privacy: dict[str, Any]) -> None:
     """Values the Collector leaves alone are exactly what the Python side calls pseudonyms."""
-    from caret_otel.processors.pseudonyms import is_pseudonym
+    from caret_otel.processors.privacy.pseudonyms import is_pseudonym
 
     (allowed,) = privacy[cp.PSEUDONYMS]["allowed_values"]
     shape = re.compile(_unescape(allowed))
@@ -160,7 +160,7 @@ def test_dollar_signs_are_escaped_for_the_config_resolver(privacy: dict[str, Any
 
 def _copy_registry(tmp_path: Path) -> Path:
     root = tmp_path / "semantic_conventions"
-    shutil.copytree(REGISTRY_DIR, root, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(default_registry_dir(), root, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 

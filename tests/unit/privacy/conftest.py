@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.pseudonyms import Pseudonymizer, parse_keys
-from caret_otel.processors.report import ScrubReport
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
+from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.semconv.policy import load_policy
 
 KEY_1 = "1:" + base64.b64encode(bytes(range(32))).decode()

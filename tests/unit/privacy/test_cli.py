@@ -13,7 +13,7 @@ from unit.privacy.conftest import KEY_1, make_pseudonymizer
 from unit.privacy.test_client_events import PLAN_EXAMPLE
 
 from caret_otel.cli.main import _register_commands, cli
-from caret_otel.processors.pseudonyms import KEYS_ENV, parse_keys
+from caret_otel.processors.privacy.pseudonyms import KEYS_ENV, parse_keys
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from caret_otel.processors import report as reasons
-from caret_otel.processors.client_events import ClientEventError, ClientEventScrubber
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.pseudonyms import Pseudonymizer
-from caret_otel.processors.report import ScrubReport
+from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.client_events import ClientEventError, ClientEventScrubber
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 

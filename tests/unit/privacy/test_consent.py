@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from caret_otel.processors.consent import ConsentStore, InMemoryConsentStore, opted_out_user
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.pseudonyms import Pseudonymizer
+from caret_otel.processors.privacy.consent import ConsentStore, InMemoryConsentStore, opted_out_user
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
 from caret_otel.semconv import attributes as attrs
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from caret_otel.processors import report as reasons
-from caret_otel.processors.engine import Limits, PrivacyEngine, is_secret_key_name
-from caret_otel.processors.pseudonyms import Pseudonymizer, is_pseudonym
-from caret_otel.processors.report import ScrubReport
+from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.engine import Limits, PrivacyEngine, is_secret_key_name
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, is_pseudonym
+from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv.policy import load_policy
 

@@ -6,7 +6,12 @@ from collections import Counter
 
 import pytest
 
-from caret_otel.processors.geo import CONTINENTS, COUNTRY_CONTINENT, continent_of, normalise_country
+from caret_otel.processors.privacy.geo import (
+    CONTINENTS,
+    COUNTRY_CONTINENT,
+    continent_of,
+    normalise_country,
+)
 
 
 def test_table_covers_iso_3166_plus_kosovo() -> None:

@@ -13,19 +13,19 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from unit.privacy import otlp_docs as doc
 
-from caret_otel.processors import report as reasons
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.otlp import (
+from caret_otel.otlp.json_format import parse_request
+from caret_otel.otlp.values import any_to_python, attributes_to_dict
+from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.otlp import (
     DATA_POINT,
     scrub_logs_request,
     scrub_metrics_request,
     scrub_trace_request,
 )
-from caret_otel.processors.otlp_json import parse_request
-from caret_otel.processors.otlp_values import any_to_python, attributes_to_dict
-from caret_otel.processors.pseudonyms import Pseudonymizer
-from caret_otel.processors.report import ScrubReport
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 from caret_otel.semconv.policy import load_policy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from unit.privacy import otlp_docs as doc
 
-from caret_otel.processors.otlp_json import OtlpJsonError, parse_request, request_to_dict
+from caret_otel.otlp.json_format import OtlpJsonError, parse_request, request_to_dict
 
 
 def test_round_trip_keeps_hex_ids_and_values() -> None:

@@ -33,18 +33,18 @@ from unit.privacy.planted import (
     versions,
 )
 
-from caret_otel.processors.client_events import ClientEventScrubber
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.otlp import (
+from caret_otel.otlp.json_format import parse_request
+from caret_otel.otlp.values import attributes_to_dict
+from caret_otel.processors.privacy.client_events import ClientEventScrubber
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.otlp import (
     scrub_logs_request,
     scrub_metrics_request,
     scrub_trace_request,
 )
-from caret_otel.processors.otlp_json import parse_request
-from caret_otel.processors.otlp_values import attributes_to_dict
-from caret_otel.processors.report import ScrubReport
-from caret_otel.processors.sdk import install_privacy
+from caret_otel.processors.privacy.report import ScrubReport
+from caret_otel.processors.privacy.sdk import install_privacy
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv.policy import load_policy
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from unit.privacy.conftest import KEY_1, KEY_2, make_pseudonymizer
 
-from caret_otel.processors.pseudonyms import (
+from caret_otel.processors.privacy.pseudonyms import (
     KEY_FILE_ENV,
     KEYS_ENV,
     Pseudonymizer,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit.privacy.planted import any_secret, secret_in_text
 
-from caret_otel.processors.redaction import KINDS, placeholder, redact_text
+from caret_otel.processors.privacy.redaction import KINDS, placeholder, redact_text
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from caret_otel.processors import report as reasons
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.pseudonyms import Pseudonymizer
-from caret_otel.processors.sdk import (
+from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+from caret_otel.processors.privacy.sdk import (
     PrivacyConfigurationError,
     PrivacyLogRecordProcessor,
     PrivacySpanExporter,

@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from caret_otel.devtools.provider_stub import ProviderStub
 from caret_otel.sdk.genai import instrument_httpx, uninstrument_httpx
 from caret_otel.sdk.genai.operation import SCOPE_NAME
-from caret_otel.sdk.genai.provider_stub import ProviderStub
 
 
 @pytest.fixture(scope="session")

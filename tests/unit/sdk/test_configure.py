@@ -20,7 +20,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from caret_otel.processors.pseudonyms import (
+from caret_otel.devtools.provider_stub import ProviderStub
+from caret_otel.processors.privacy.pseudonyms import (
     KEY_FILE_ENV,
     KEYS_ENV,
     Pseudonymizer,
@@ -29,7 +30,6 @@ from caret_otel.processors.pseudonyms import (
 )
 from caret_otel.sdk import SdkConfigurationError, configure
 from caret_otel.sdk.genai import is_instrumented
-from caret_otel.sdk.genai.provider_stub import ProviderStub
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as event_specs
 from caret_otel.semconv import metrics as metric_specs

@@ -12,8 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from caret_otel.processors.pseudonyms import KEY_FILE_ENV, KEYS_ENV, generate_key_entry
-from caret_otel.sdk.genai.provider_stub import ProviderStub
+from caret_otel.devtools.provider_stub import ProviderStub
+from caret_otel.processors.privacy.pseudonyms import KEY_FILE_ENV, KEYS_ENV, generate_key_entry
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as event_specs
 

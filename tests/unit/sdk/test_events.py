@@ -14,7 +14,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from caret_otel.processors.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
 from caret_otel.sdk.events import BusinessEventError, BusinessEvents
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as event_specs

@@ -1,5 +1,5 @@
 """GenAI instrumentation of httpx against a real local server that answers like each
-provider API (``caret_otel.sdk.genai.provider_stub``): spans, attributes and metric
+provider API (``caret_otel.devtools.provider_stub``): spans, attributes and metric
 points exactly as specified, for sync and async clients, plain and streamed responses,
 success, 4xx, 5xx, timeouts and broken streams - and never any message content."""
 
@@ -18,8 +18,8 @@ import httpx
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from caret_otel.devtools.provider_stub import RESPONSE_MODEL_SUFFIX, ProviderStub, StubUsage
 from caret_otel.sdk.genai import ApiShape, instrument_httpx, uninstrument_httpx
-from caret_otel.sdk.genai.provider_stub import RESPONSE_MODEL_SUFFIX, ProviderStub, StubUsage
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics as metric_specs
 

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from caret_otel.cli.semconv import semconv
-from caret_otel.semconv.model import REGISTRY_DIR
+from caret_otel.registry.model import default_registry_dir
 
 Mutator = Callable[[Path], None]
 
@@ -21,11 +21,17 @@ Mutator = Callable[[Path], None]
 def registry_copy(tmp_path: Path) -> Path:
     """A copy of the registry (with its generated files) and its docs, in a temp folder."""
     root = tmp_path / "semantic_conventions"
-    shutil.copytree(REGISTRY_DIR, root, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(default_registry_dir(), root, ignore=shutil.ignore_patterns("__pycache__"))
     docs = tmp_path / "docs"
     docs.mkdir()
-    shutil.copy(REGISTRY_DIR.parent / "docs" / "semantic-conventions.md", docs)
-    shutil.copytree(REGISTRY_DIR.parent / "collector", tmp_path / "collector")
+    shutil.copy(default_registry_dir().parent / "docs" / "semantic-conventions.md", docs)
+    shutil.copytree(default_registry_dir().parent / "collector", tmp_path / "collector")
+    package = Path("semconv", "src", "caret_otel", "semconv")
+    shutil.copytree(
+        default_registry_dir().parent / package,
+        tmp_path / package,
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     return root
 
 
@@ -57,7 +63,7 @@ def attribute(data: dict[str, object], group_id: str, name: str) -> dict[str, ob
 
 
 def test_repository_registry_passes() -> None:
-    code, output = run_check(REGISTRY_DIR)
+    code, output = run_check(default_registry_dir())
     assert code == 0, output
     assert "generated files are fresh" in output
 
@@ -77,8 +83,13 @@ def _rename_attr(name: str) -> Mutator:
     return mutate
 
 
+def generated(root: Path, name: str) -> Path:
+    """A generated file of the runtime package, beside the registry copy ``root``."""
+    return root.parent / "semconv" / "src" / "caret_otel" / "semconv" / name
+
+
 def _stale(root: Path) -> None:
-    path = root / "attributes.py"
+    path = generated(root, "attributes.py")
     path.write_text(path.read_text() + "\nEXTRA = 1\n")
 
 
@@ -248,11 +259,11 @@ def test_each_violation_fails_naming_file_and_field(
 
 def test_generate_refuses_an_invalid_registry(registry_copy: Path) -> None:
     _counter_total(registry_copy)
-    before = (registry_copy / "metrics.py").read_text()
+    before = generated(registry_copy, "metrics.py").read_text()
     result = CliRunner().invoke(semconv, ["generate", "--registry", str(registry_copy)])
     assert result.exit_code == 1
     assert "must not end in `total`" in result.output
-    assert (registry_copy / "metrics.py").read_text() == before
+    assert generated(registry_copy, "metrics.py").read_text() == before
 
 
 def test_generate_repairs_stale_files(registry_copy: Path) -> None:

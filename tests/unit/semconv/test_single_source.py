@@ -8,13 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from caret_otel.registry.model import default_registry_dir, load_registry
 from caret_otel.semconv import events, metrics, spans
-from caret_otel.semconv.model import REGISTRY_DIR, load_registry
 from caret_otel.semconv.policy import load_policy, load_schema
 
-REPO = REGISTRY_DIR.parent
-PACKAGE_DIRS = ("caret_otel", "processors", "exporters", "semantic_conventions")
-GENERATED = {REGISTRY_DIR / f"{name}.py" for name in ("attributes", "metrics", "events", "spans")}
+REPO = default_registry_dir().parent
+PACKAGE_DIRS = (
+    "core/src",
+    "semconv/src",
+    "processors/privacy/src",
+    "sdk/src",
+    "exporters/postgres/src",
+    "receivers/gateway/src",
+    "src",
+)
+SEMCONV = REPO / "semconv" / "src" / "caret_otel" / "semconv"
+GENERATED = {SEMCONV / f"{name}.py" for name in ("attributes", "metrics", "events", "spans")}
 
 # Client events the plan and issue name; each must map to documented signals.
 CLIENT_EVENTS = [

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from caret_otel.processors.client_events import ClientEventError, ClientEventScrubber
-from caret_otel.processors.consent import InMemoryConsentStore
-from caret_otel.processors.engine import PrivacyEngine
-from caret_otel.processors.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
-from caret_otel.processors.report import ScrubReport
+from caret_otel.processors.privacy.client_events import ClientEventError, ClientEventScrubber
+from caret_otel.processors.privacy.consent import InMemoryConsentStore
+from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
+from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 from caret_otel.semconv.policy import load_policy

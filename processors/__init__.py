@@ -1,1 +1,0 @@
-"""Privacy processors (installed as ``caret_otel.processors``)."""

@@ -1,0 +1,1 @@
+"""Privacy processors (installed as ``caret_otel.processors.privacy``)."""

@@ -1,0 +1,284 @@
+"""The Caret client's JSON events, validated and scrubbed into registry attributes.
+
+A client event (section 2.1 of the telemetry plan)::
+
+    {"event_type": "task.created", "user_id_hash": "...", "session_id": "...",
+     "timestamp": "2025-01-11T10:00:00Z",
+     "properties": {"api_provider": "anthropic", "model": "claude-sonnet-4", ...},
+     "client_info": {"version": "1.0.0", "platform": "vscode", "language": "ko"}}
+
+becomes a ``ScrubbedClientEvent``: the registry event it maps to and its attributes
+keyed by registry names, every value passed through the privacy engine. The
+gateway turns it into OTel signals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import orjson
+
+from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.consent import ConsentStore
+from caret_otel.processors.privacy.engine import FORBIDDEN, PrivacyEngine
+from caret_otel.processors.privacy.geo import continent_of, normalise_country
+from caret_otel.processors.privacy.report import ScrubReport, reportable_key
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events
+from caret_otel.semconv.events import EventSpec
+
+EVENT_TYPE: Final = "event_type"
+USER_ID_HASH: Final = "user_id_hash"
+SESSION_ID: Final = "session_id"
+TIMESTAMP: Final = "timestamp"
+PROPERTIES: Final = "properties"
+CLIENT_INFO: Final = "client_info"
+CLIENT_EVENT_ID: Final = "event_id"
+"""Optional client property: an id the client gives the event; it feeds the event
+hash (so two distinct events with equal content stay distinct) and is not stored."""
+
+_RFC3339_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+_MAX_EVENT_TYPE_LENGTH = 128
+_MAX_ID_LENGTH = 512
+_EVENT_ID_HEX_LENGTH = 32  # 128 bits: collisions are out of reach at any event volume
+
+# Attributes only the server sets; a client property naming one is ignored.
+_SERVER_SET: Final = frozenset(
+    {
+        attrs.CARET_EVENT_ID,
+        attrs.CARET_EVENT_CLIENT_TYPE,
+        attrs.ENDUSER_PSEUDO_ID,
+        attrs.SESSION_ID,
+        attrs.GEO_COUNTRY_ISO_CODE,
+        attrs.GEO_CONTINENT_CODE,
+    }
+)
+
+
+class ClientEventError(ValueError):
+    """A client event is malformed: ``field`` names the offending field (dotted path),
+    ``reason`` says what is wrong. Never carries the field's value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ScrubbedClientEvent:
+    """A client event after validation and the privacy engine."""
+
+    spec: EventSpec
+    event_type: str
+    """The client's event type as sent (e.g. ``task.focus_chain_enabled``)."""
+    timestamp: datetime
+    """When the client says the event happened (UTC)."""
+    attributes: dict[str, object]
+    """Registry attribute name -> scrubbed value."""
+
+    @property
+    def consent_change(self) -> bool | None:
+        """The user's new telemetry setting for ``user.opt_in``/``user.opt_out`` events
+        (the gateway records it with ``ConsentStore.set_consent``), else None."""
+        if self.spec is events.CARET_USER_OPT_OUT:
+            return False
+        if self.spec is events.CARET_USER_OPT_IN:
+            return True
+        return None
+
+
+def parse_timestamp(value: object, field: str = TIMESTAMP) -> datetime:
+    """An RFC 3339 date-time with an offset, as an aware UTC datetime."""
+    if not isinstance(value, str):
+        raise ClientEventError(field, "must be an RFC 3339 date-time string")
+    if not _RFC3339_RE.match(value):
+        raise ClientEventError(
+            field, "must be an RFC 3339 date-time with offset, e.g. 2025-01-11T10:00:00Z"
+        )
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise ClientEventError(field, "is not a valid date-time") from None
+    return parsed.astimezone(UTC)
+
+
+def _required_string(raw: Mapping[str, object], field: str, max_length: int) -> str:
+    value = raw.get(field)
+    if value is None:
+        raise ClientEventError(field, "is required")
+    if not isinstance(value, str):
+        raise ClientEventError(field, "must be a string")
+    if not value.strip():
+        raise ClientEventError(field, "must not be empty")
+    if len(value) > max_length:
+        raise ClientEventError(field, f"must be at most {max_length} characters")
+    return value
+
+
+def _object(raw: Mapping[str, object], field: str, *, required: bool) -> Mapping[str, object]:
+    value = raw.get(field)
+    if value is None:
+        if required:
+            raise ClientEventError(field, "is required")
+        return {}
+    if not isinstance(value, Mapping):
+        raise ClientEventError(field, "must be a JSON object")
+    return value
+
+
+class ClientEventScrubber:
+    """Validates Caret client events and scrubs them with the privacy engine."""
+
+    def __init__(self, engine: PrivacyEngine, consent: ConsentStore) -> None:
+        self._engine = engine
+        self._consent = consent
+        self._aliases = dict(engine.policy.client_properties)
+        self._client_info = dict(engine.policy.client_info)
+        self._allowed = {spec.name: frozenset(spec.attributes) for spec in events.ALL}
+        # For error messages: the client keys that feed each attribute.
+        self._client_keys: dict[str, list[str]] = {}
+        for client_key, name in self._aliases.items():
+            self._client_keys.setdefault(name, []).append(client_key)
+
+    def scrub(
+        self, raw: Mapping[str, object], report: ScrubReport, *, country: str | None = None
+    ) -> ScrubbedClientEvent | None:
+        """The scrubbed event, or None when the user opted out.
+
+        ``country``: the ISO country code from a trusted edge header (never derived
+        from the client's IP here). Raises ``ClientEventError`` for a malformed event.
+        """
+        if not isinstance(raw, Mapping):
+            raise ClientEventError("event", "must be a JSON object")
+        event_type = _required_string(raw, EVENT_TYPE, _MAX_EVENT_TYPE_LENGTH)
+        mapped = events.for_client_event(event_type)
+        if mapped is None:
+            raise ClientEventError(
+                EVENT_TYPE, "is not a known event type (GET /telemetry/schema lists them)"
+            )
+        spec, action = mapped
+        user_id_hash = _required_string(raw, USER_ID_HASH, _MAX_ID_LENGTH)
+        session_id = _required_string(raw, SESSION_ID, _MAX_ID_LENGTH)
+        timestamp = parse_timestamp(raw.get(TIMESTAMP))
+        properties = _object(raw, PROPERTIES, required=False)
+        client_info = _object(raw, CLIENT_INFO, required=True)
+        self._check_client_info(client_info)
+
+        user_pseudonym = self._engine.pseudonymizer.pseudonymize(user_id_hash)
+        # Opt-in/opt-out events are the consent records themselves: they pass, so that
+        # a user who opted out can opt back in and the change is counted. The check
+        # covers every live key, so an opt-out recorded before a key rotation holds.
+        if spec.name not in _CONSENT_EVENTS and any(
+            self._consent.is_opted_out(p)
+            for p in self._engine.pseudonymizer.all_pseudonyms(user_id_hash)
+        ):
+            return None
+
+        attributes: dict[str, object] = {
+            attrs.CARET_EVENT_ID: self._event_id(raw),
+            attrs.CARET_EVENT_CLIENT_TYPE: event_type,
+            attrs.ENDUSER_PSEUDO_ID: user_pseudonym,
+            attrs.SESSION_ID: self._engine.pseudonymizer.pseudonymize(session_id),
+        }
+        report.pseudonymised[attrs.ENDUSER_PSEUDO_ID] += 1
+        report.pseudonymised[attrs.SESSION_ID] += 1
+        raw_attributes = self._map_properties(spec, properties, report)
+        raw_attributes.update(self._map_client_info(client_info, report))
+        attributes.update(self._engine.scrub_attributes(raw_attributes, report))
+        if spec.feature is not None:
+            attributes[attrs.CARET_FEATURE_NAME] = spec.feature
+        if action is not None:
+            attributes[attrs.CARET_FEATURE_ACTION] = action
+        if country is not None:
+            self._add_geo(country, attributes, report)
+        for name in spec.required:
+            if name not in attributes:
+                field, aliases = self._field_for(name)
+                also = f" (also accepted as {', '.join(aliases)})" if aliases else ""
+                raise ClientEventError(field, f"is required for {event_type}{also}")
+        return ScrubbedClientEvent(spec, event_type, timestamp, attributes)
+
+    def _check_client_info(self, client_info: Mapping[str, object]) -> None:
+        for field in self._client_info:
+            value = client_info.get(field)
+            if value is None:
+                raise ClientEventError(f"{CLIENT_INFO}.{field}", "is required")
+            if not isinstance(value, str):
+                raise ClientEventError(f"{CLIENT_INFO}.{field}", "must be a string")
+
+    def _event_id(self, raw: Mapping[str, object]) -> str:
+        """A keyed hash of the canonical event: a retried event gets the same id (so it
+        is stored once), and nobody without the key can test a guess of its content."""
+        try:
+            canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            raise ClientEventError("event", "must contain only JSON values") from None
+        return self._engine.pseudonymizer.keyed_digest(canonical)[:_EVENT_ID_HEX_LENGTH]
+
+    def _map_properties(
+        self, spec: EventSpec, properties: Mapping[str, object], report: ScrubReport
+    ) -> dict[str, object]:
+        allowed = self._allowed[spec.name]
+        mapped: dict[str, object] = {}
+        for key, value in properties.items():
+            if key == CLIENT_EVENT_ID:
+                continue  # consumed by the event hash
+            name = self._aliases.get(key)
+            if name is None and self._engine.rule(key) is not None:
+                name = key  # a registry name used directly
+            if name is None:
+                report.drop(reportable_key(f"{PROPERTIES}.{key}"), reasons.UNKNOWN)
+                continue
+            rule = self._engine.rule(name)
+            if rule is not None and rule.privacy == FORBIDDEN:
+                report.drop(name, reasons.FORBIDDEN)
+            elif name in _SERVER_SET or (name in _FEATURE and spec.feature is not None):
+                report.drop(name, reasons.SERVER_SET)
+            elif name not in allowed:
+                report.drop(name, reasons.NOT_IN_EVENT)
+            elif name in mapped:
+                report.drop(name, reasons.DUPLICATE)
+            else:
+                mapped[name] = value
+        return mapped
+
+    def _map_client_info(
+        self, client_info: Mapping[str, object], report: ScrubReport
+    ) -> dict[str, object]:
+        mapped: dict[str, object] = {}
+        for field, value in client_info.items():
+            name = self._client_info.get(field)
+            if name is None:
+                report.drop(reportable_key(f"{CLIENT_INFO}.{field}"), reasons.UNKNOWN)
+            else:
+                mapped[name] = value
+        return mapped
+
+    def _add_geo(self, country: str, attributes: dict[str, object], report: ScrubReport) -> None:
+        code = normalise_country(country)
+        if code is None:
+            report.drop(attrs.GEO_COUNTRY_ISO_CODE, reasons.INVALID)
+            return
+        attributes[attrs.GEO_COUNTRY_ISO_CODE] = code
+        continent = continent_of(code)
+        if continent is not None:
+            attributes[attrs.GEO_CONTINENT_CODE] = continent
+
+    def _field_for(self, name: str) -> tuple[str, list[str]]:
+        """The client field to name in an error for a missing attribute, and its aliases."""
+        keys = self._client_keys.get(name)
+        if not keys:
+            return name, []
+        primary = next((k for k in keys if "_" in k), keys[0])
+        return f"{PROPERTIES}.{primary}", [k for k in keys if k != primary]
+
+
+_CONSENT_EVENTS: Final = frozenset({events.CARET_USER_OPT_IN.name, events.CARET_USER_OPT_OUT.name})
+_FEATURE: Final = frozenset({attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION})

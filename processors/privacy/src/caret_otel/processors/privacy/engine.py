@@ -1,0 +1,543 @@
+"""The privacy policy engine: keep, pseudonymise, coarsen or drop every value.
+
+One engine serves every adapter (OTLP messages, the OTel SDK, Caret client events),
+so every signal obeys the same rules, which come from the registry's generated
+policy (``caret_otel.semconv.policy``):
+
+- **fail closed**: a key that is not in the registry is dropped, and so is a key the
+  registry marks ``forbidden``;
+- ``pseudonymous`` values become keyed pseudonyms (``v<key-id>:<hex>``);
+- ``coarse`` values are validated and kept only in their coarse form (an ISO country
+  code, a continent code); anything else is dropped;
+- ``public`` values must have the registry's type; free-text ones are redacted
+  (``redaction.redact_text``); long values are cut;
+- names (spans, events, metrics), status descriptions and log bodies are free text
+  by nature and are always redacted.
+
+Everything the engine does is counted in a ``ScrubReport`` (key names and counts,
+never values).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.geo import CONTINENTS, normalise_country
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+from caret_otel.processors.privacy.redaction import redact_text
+from caret_otel.processors.privacy.report import ScrubReport, reportable_key
+from caret_otel.semconv.policy import AttributeRule, Policy, load_policy
+
+__all__ = ["Limits", "PrivacyEngine", "ScrubReport"]
+
+PUBLIC: Final = "public"
+PSEUDONYMOUS: Final = "pseudonymous"
+COARSE: Final = "coarse"
+FORBIDDEN: Final = "forbidden"
+COARSE_COUNTRY: Final = "country_code"
+COARSE_CONTINENT: Final = "continent_code"
+BODY_KEY_PREFIX: Final = "body:"
+"""Report keys of log-body map entries, so they never read like attribute names."""
+
+# Redaction runs on a value cut to the limit plus this margin and the result is cut
+# to the limit: a secret that straddles the limit is still seen whole (up to this many
+# characters past it), while a huge value cannot make the regexes scan megabytes.
+_REDACTION_MARGIN = 512
+_NAME_CACHE_SIZE = 4096
+
+
+def _continent(value: str) -> str | None:
+    candidate = value.strip().upper()
+    return candidate if candidate in CONTINENTS else None
+
+
+_COARSE: Final[dict[str, Callable[[str], str | None]]] = {
+    COARSE_COUNTRY: normalise_country,
+    COARSE_CONTINENT: _continent,
+}
+"""The coarse form of a value, by generalisation; None if the value is not valid."""
+
+_EXACT_TYPES: Final[dict[str, type]] = {"string": str, "int": int, "double": float, "boolean": bool}
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How ``scrub_attributes`` treats one registry key, decided once per engine
+    rather than per value (the loop over attributes is the hot path)."""
+
+    rule: AttributeRule
+    exact_type: type | None
+    """A value of exactly this type leaves unchanged (after the length or finiteness
+    check); None when every value goes through the full rule."""
+    pseudonymous: bool
+    coarse: Callable[[str], str | None] | None
+    """The generalisation of a coarse key's string values (None: not coarse, or one
+    this engine lacks)."""
+    drop: tuple[str, str] | None
+    """The report entry when the key never leaves (forbidden, or not metric-safe)."""
+
+
+def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
+    drop: tuple[str, str] | None = None
+    if rule.privacy == FORBIDDEN:
+        drop = (key, reasons.FORBIDDEN)
+    elif metric and not rule.metric:
+        drop = (key, reasons.NOT_METRIC)
+    exact_type: type | None = None
+    if drop is None and rule.privacy == PUBLIC and not (rule.type == "string" and rule.free_text):
+        exact_type = _EXACT_TYPES.get(rule.type)
+    coarse = _COARSE.get(rule.coarse or "") if rule.privacy == COARSE else None
+    return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop)
+
+
+class _Dropped:
+    """Marker for "this value does not leave" (the reason is already counted)."""
+
+
+_DROPPED: Final = _Dropped()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one record may carry; beyond them data is cut or dropped."""
+
+    max_attributes: int = 128
+    """Attributes kept per attribute set (and entries per log-body map)."""
+    max_value_length: int = 4096
+    """Characters kept per string value, description and body string."""
+    max_body_depth: int = 8
+    """Nesting levels kept in a log body (maps and lists)."""
+    max_array_length: int = 128
+    """Elements kept per array value or body list."""
+    max_name_length: int = 256
+    """Characters kept per span, event, metric and scope name."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_attributes",
+            "max_value_length",
+            "max_body_depth",
+            "max_array_length",
+            "max_name_length",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+
+
+# Secret holders among log-body keys: the last word of the key (or the last two)
+# names a credential. Only the last word counts, so `access_token` goes while
+# `token_count` (a number about tokens) stays.
+_PLACEHOLDER_RE = re.compile(r"<redacted:[a-z0-9_]+>")
+_KEY_WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+_SECRET_LAST_WORDS: Final = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "cookie",
+        "cookies",
+        "authorization",
+        "credential",
+        "credentials",
+        "bearer",
+        "privatekey",
+        "jwt",
+    }
+)
+_SECRET_LAST_PAIRS: Final = frozenset(
+    {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("session", "key")}
+)
+
+
+def is_secret_key_name(key: str) -> bool:
+    """Whether a free-form map key (a log-body key) names a credential."""
+    words = [w.lower() for w in _KEY_WORD_RE.findall(key)]
+    if not words:
+        return False
+    if words[-1] in _SECRET_LAST_WORDS:
+        return True
+    return len(words) >= 2 and (words[-2], words[-1]) in _SECRET_LAST_PAIRS
+
+
+class PrivacyEngine:
+    """Applies the registry's privacy policy to attributes, names, text and bodies."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        pseudonymizer: Pseudonymizer,
+        limits: Limits = Limits(),
+        *,
+        accept_pseudonyms: bool = False,
+    ) -> None:
+        """``accept_pseudonyms``: keep values that already are pseudonyms under one of
+        our live keys instead of hashing them again. Only for input from our own
+        services whose in-process privacy already pseudonymised them (their OTLP at the
+        gateway); never for client events, where a client must not pick its pseudonym.
+        """
+        self.policy = policy
+        self.pseudonymizer = pseudonymizer
+        self.limits = limits
+        self.accept_pseudonyms = accept_pseudonyms
+        self._rules: dict[str, AttributeRule] = dict(policy.attributes)
+        self._client_aliases: dict[str, str] = dict(policy.client_properties)
+        self._plans = {key: _plan(key, rule, metric=False) for key, rule in self._rules.items()}
+        self._metric_plans = {
+            key: _plan(key, rule, metric=True) for key, rule in self._rules.items()
+        }
+        self._name_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._description_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._unknown_key_cache: dict[str, tuple[str, str]] = {}
+        self._body_key_cache: dict[str, tuple[str, AttributeRule | None, str | None]] = {}
+
+    @classmethod
+    def from_env(cls, limits: Limits = Limits()) -> PrivacyEngine:
+        """The shipped policy and the pseudonym keys from the environment.
+
+        Raises ``PseudonymKeyError`` (saying how to make a key) when none is configured.
+        """
+        return cls(load_policy(), Pseudonymizer.from_env(), limits)
+
+    # --- attributes -----------------------------------------------------------------------
+
+    def rule(self, key: str) -> AttributeRule | None:
+        return self._rules.get(key)
+
+    def scrub_attributes(
+        self, attrs: Mapping[str, object], report: ScrubReport, *, metric: bool = False
+    ) -> dict[str, object]:
+        """The attributes that may leave, transformed as the policy says.
+
+        With ``metric=True`` only keys that may label a metric survive.
+        """
+        out: dict[str, object] = {}
+        max_attributes = self.limits.max_attributes
+        max_length = self.limits.max_value_length
+        # Dropped keys never count towards the limit, so only a set with more
+        # attributes than the limit can reach it: the check is skipped otherwise.
+        bounded = len(attrs) > max_attributes
+        plans = self._metric_plans if metric else self._plans
+        pseudonymize = self.pseudonymizer.pseudonymize
+        dropped = report.dropped
+        for key, value in attrs.items():
+            plan = plans.get(key)
+            if plan is None:
+                dropped[self._unknown_key(key)] += 1
+                continue
+            # Fast path first: a well-typed public value leaves unchanged. Exact types:
+            # a bool is not taken for an int, nor a str subclass for a str; everything
+            # else, every mismatch included, goes through the full rule. (A plan that
+            # drops its key has no exact type, so it never takes this path.)
+            value_type = type(value)
+            if value_type is plan.exact_type and not bounded:
+                if value_type is str:
+                    if len(value) <= max_length:  # type: ignore[arg-type]
+                        out[key] = value
+                        continue
+                elif value_type is not float or math.isfinite(value):  # type: ignore[arg-type]
+                    out[key] = value
+                    continue
+            if plan.drop is not None:
+                dropped[plan.drop] += 1
+                continue
+            if bounded and len(out) >= max_attributes:
+                report.drop(key, reasons.LIMIT)
+                continue
+            if plan.pseudonymous and value_type is str and not self.accept_pseudonyms:
+                if value.strip():  # type: ignore[attr-defined]
+                    out[key] = pseudonymize(value)  # type: ignore[arg-type]
+                    report.pseudonymised[key] += 1
+                else:
+                    report.drop(key, reasons.EMPTY)
+                continue
+            if plan.coarse is not None and value_type is str:
+                coarse = plan.coarse(value)  # type: ignore[arg-type]
+                if coarse is None:
+                    report.drop(key, reasons.INVALID)
+                else:
+                    out[key] = coarse
+                continue
+            scrubbed = self.scrub_value(plan.rule, value, report)
+            if scrubbed is not _DROPPED:
+                out[key] = scrubbed
+        return out
+
+    def _unknown_key(self, key: str) -> tuple[str, str]:
+        """The report entry of an unknown key, cached (unknown keys repeat too)."""
+        entry = self._unknown_key_cache.get(key)
+        if entry is None:
+            entry = (reportable_key(key), reasons.UNKNOWN)
+            if len(self._unknown_key_cache) >= _NAME_CACHE_SIZE:
+                self._unknown_key_cache.clear()
+            self._unknown_key_cache[key] = entry
+        return entry
+
+    def scrub_value(self, rule: AttributeRule, value: object, report: ScrubReport) -> object:
+        """One value under its rule; returns the marker ``_DROPPED`` (reason counted)
+        when it may not leave. Use ``is_dropped`` to test the result."""
+        if rule.privacy == PUBLIC:
+            return self._public(rule, value, report)
+        if rule.privacy == PSEUDONYMOUS:
+            return self._pseudonymous(rule.name, value, report)
+        if rule.privacy == COARSE:
+            return self._coarse(rule, value, report)
+        report.drop(rule.name, reasons.FORBIDDEN)
+        return _DROPPED
+
+    def pseudonym_of(self, value: object) -> str | None:
+        """The pseudonym an identifier becomes (None if it is not a usable identifier)."""
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return None
+        text = str(value)
+        if not text.strip():
+            return None
+        if self.accept_pseudonyms and self.pseudonymizer.is_live_pseudonym(text):
+            return text
+        return self.pseudonymizer.pseudonymize(text)
+
+    def pseudonyms_for_consent(self, value: object) -> Sequence[str]:
+        """Every pseudonym an opt-out of this identifier may be stored under: one per
+        live key for a raw id (an opt-out recorded before a key rotation still holds);
+        the value itself when it is already a pseudonym we accept."""
+        if type(value) is str:  # the usual case, checked first: this runs per record
+            text = value
+        elif isinstance(value, bool) or not isinstance(value, str | int):
+            return ()
+        else:
+            text = str(value)
+        if not text.strip():
+            return ()
+        if self.accept_pseudonyms and self.pseudonymizer.is_live_pseudonym(text):
+            return (text,)
+        return self.pseudonymizer.live_pseudonyms(text)
+
+    def _pseudonymous(self, key: str, value: object, report: ScrubReport) -> object:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            report.drop(key, reasons.TYPE if value is not None else reasons.EMPTY)
+            return _DROPPED
+        pseudonym = self.pseudonym_of(value)
+        if pseudonym is None:
+            report.drop(key, reasons.EMPTY)
+            return _DROPPED
+        report.pseudonymised[key] += 1
+        return pseudonym
+
+    def _coarse(self, rule: AttributeRule, value: object, report: ScrubReport) -> object:
+        if not isinstance(value, str):
+            report.drop(rule.name, reasons.TYPE)
+            return _DROPPED
+        generalise = _COARSE.get(rule.coarse or "")
+        coarse = generalise(value) if generalise is not None else None
+        if coarse is None:  # not a valid code, or a generalisation this engine lacks
+            report.drop(rule.name, reasons.INVALID)
+            return _DROPPED
+        return coarse
+
+    def _public(self, rule: AttributeRule, value: object, report: ScrubReport) -> object:
+        kind = rule.type
+        if kind == "string":
+            if not isinstance(value, str):
+                report.drop(rule.name, reasons.TYPE)
+                return _DROPPED
+            return self._public_string(rule, value, report)
+        if kind.endswith("[]"):
+            return self._public_array(rule, value, report)
+        scalar = _scalar(kind, value)
+        if scalar is _DROPPED:
+            report.drop(rule.name, reasons.TYPE)
+        return scalar
+
+    def _public_string(self, rule: AttributeRule, value: str, report: ScrubReport) -> str:
+        if rule.free_text:
+            return self.scrub_text(value, report, key=rule.name)
+        return self._cut(value, self.limits.max_value_length, report, rule.name)
+
+    def _public_array(self, rule: AttributeRule, value: object, report: ScrubReport) -> object:
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            report.drop(rule.name, reasons.TYPE)
+            return _DROPPED
+        element_type = rule.type[:-2]
+        items: list[object] = []
+        for element in value[: self.limits.max_array_length]:
+            if element_type == "string":
+                if not isinstance(element, str):
+                    report.drop(rule.name, reasons.TYPE)
+                    return _DROPPED
+                items.append(self._public_string(rule, element, report))
+                continue
+            scalar = _scalar(element_type, element)
+            if scalar is _DROPPED:
+                report.drop(rule.name, reasons.TYPE)
+                return _DROPPED
+            items.append(scalar)
+        if len(value) > self.limits.max_array_length:
+            report.truncated[rule.name] += 1
+        return tuple(items)
+
+    # --- free text ------------------------------------------------------------------------
+
+    def scrub_text(
+        self, text: str, report: ScrubReport, *, key: str = "text", max_length: int | None = None
+    ) -> str:
+        """Redact secrets and personal data in free text, then cut it to the limit."""
+        limit = self.limits.max_value_length if max_length is None else max_length
+        if len(text) > limit + _REDACTION_MARGIN:
+            text = text[: limit + _REDACTION_MARGIN]
+        redacted, kinds = redact_text(text)
+        for kind in kinds:
+            report.redacted[kind] += 1
+        return self._cut(redacted, limit, report, key)
+
+    def scrub_name(self, name: str, report: ScrubReport) -> str:
+        """A span, event, metric or scope name: redacted and cut like free text.
+
+        Names repeat (a service has few span names), so results are cached.
+        """
+        return self._cached_redaction(self._name_cache, name, self.limits.max_name_length, report)
+
+    def scrub_description(self, text: str, report: ScrubReport) -> str:
+        """A status description: redacted and cut like free text, cached like names
+        (descriptions repeat: "429 from api.anthropic.com: retry in 2s")."""
+        return self._cached_redaction(
+            self._description_cache, text, self.limits.max_value_length, report
+        )
+
+    def _cached_redaction(
+        self,
+        cache: dict[str, tuple[str, tuple[str, ...]]],
+        text: str,
+        limit: int,
+        report: ScrubReport,
+    ) -> str:
+        cached = cache.get(text)
+        if cached is None:
+            redacted, kinds = redact_text(text[: limit + _REDACTION_MARGIN])
+            if len(redacted) > limit:
+                redacted = redacted[:limit]
+            cached = (redacted, tuple(kinds))
+            if len(cache) >= _NAME_CACHE_SIZE:
+                cache.clear()  # a flood of distinct texts must not grow memory
+            cache[text] = cached
+        for kind in cached[1]:
+            report.redacted[kind] += 1
+        return cached[0]
+
+    def _cut(self, text: str, limit: int, report: ScrubReport, key: str) -> str:
+        if len(text) <= limit:
+            return text
+        report.truncated[key] += 1
+        return text[:limit]
+
+    # --- log bodies -----------------------------------------------------------------------
+
+    def scrub_body(self, value: object, report: ScrubReport) -> object:
+        """A log body (string, number, bool, nested maps and lists), scrubbed.
+
+        Body map keys are not registry keys, so the body is treated as free text:
+        every string is redacted; an entry is dropped when its key is a forbidden
+        registry attribute or client property (``prompt``, ``file_path``, ...) or names
+        a credential (``password``, ``access_token``, ``api_key``, ...); the value of a
+        key that is a pseudonymous attribute or client property (``user.id``,
+        ``task_id``) is pseudonymised; keys themselves are redacted too. Bytes are
+        dropped (they cannot be inspected). Returns None when nothing may leave.
+        """
+        result = self._body(value, report, 0)
+        return None if result is _DROPPED else result
+
+    def _body(self, value: object, report: ScrubReport, depth: int) -> object:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, str):
+            return self.scrub_text(value, report, key="body")
+        if depth >= self.limits.max_body_depth and isinstance(value, Mapping | list | tuple):
+            report.drop("body", reasons.DEPTH)
+            return _DROPPED
+        if isinstance(value, Mapping):
+            return self._body_map(value, report, depth)
+        if isinstance(value, list | tuple):
+            items: list[object] = []
+            for element in value[: self.limits.max_array_length]:
+                scrubbed = self._body(element, report, depth + 1)
+                if scrubbed is not _DROPPED:
+                    items.append(scrubbed)
+            if len(value) > self.limits.max_array_length:
+                report.truncated["body"] += 1
+            return items
+        report.drop("body", reasons.TYPE)  # bytes and anything else we cannot inspect
+        return _DROPPED
+
+    def _body_map(self, value: Mapping[object, object], report: ScrubReport, depth: int) -> object:
+        out: dict[str, object] = {}
+        for raw_key, item in value.items():
+            key, rule, drop_reason = self._body_key(str(raw_key))
+            if drop_reason is not None:
+                report.drop(BODY_KEY_PREFIX + key, drop_reason)
+                continue
+            if len(out) >= self.limits.max_attributes:
+                report.drop(BODY_KEY_PREFIX + key, reasons.LIMIT)
+                continue
+            if rule is not None and rule.privacy != PUBLIC:
+                scrubbed = self.scrub_value(rule, item, report)
+            else:
+                scrubbed = self._body(item, report, depth + 1)
+            if scrubbed is not _DROPPED:
+                out[key] = scrubbed
+        return out
+
+    def _body_key(self, key: str) -> tuple[str, AttributeRule | None, str | None]:
+        """(shown key, rule for its value, drop reason) for a body map key; cached."""
+        cached = self._body_key_cache.get(key)
+        if cached is not None:
+            return cached
+        rule = self._rules.get(key)
+        if rule is None and key in self._client_aliases:
+            rule = self._rules.get(self._client_aliases[key])
+        shown = redact_text(key[: self.limits.max_name_length])[0]
+        drop_reason: str | None = None
+        if rule is not None and rule.privacy == FORBIDDEN:
+            drop_reason = reasons.FORBIDDEN
+        elif is_secret_key_name(_PLACEHOLDER_RE.sub(" ", shown)):
+            # Judged on the redacted key without its placeholders: the words of
+            # `<redacted:api_key>` are ours, not the caller's, and judging the same text
+            # every time keeps scrubbing twice equal to scrubbing once.
+            drop_reason = reasons.SECRET_KEY
+        result = (shown, rule, drop_reason)
+        if len(self._body_key_cache) >= _NAME_CACHE_SIZE:
+            self._body_key_cache.clear()
+        self._body_key_cache[key] = result
+        return result
+
+
+def is_dropped(value: object) -> bool:
+    """Whether ``PrivacyEngine.scrub_value`` decided the value does not leave."""
+    return value is _DROPPED
+
+
+def _scalar(kind: str, value: object) -> object:
+    """``value`` as the registry's scalar type, or ``_DROPPED`` on a mismatch.
+
+    Booleans are accepted only for ``boolean`` (in Python ``True`` is also an int);
+    an ``int`` is accepted for ``double`` (JSON has one number type); non-finite
+    doubles are dropped (no consumer can aggregate them).
+    """
+    if kind == "boolean":
+        return value if isinstance(value, bool) else _DROPPED
+    if isinstance(value, bool):
+        return _DROPPED
+    if kind == "int":
+        return value if isinstance(value, int) else _DROPPED
+    if kind == "double":
+        if isinstance(value, int | float) and math.isfinite(value):
+            return float(value)
+        return _DROPPED
+    return _DROPPED  # a type this engine does not know: fail closed

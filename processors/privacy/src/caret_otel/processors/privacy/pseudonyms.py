@@ -1,0 +1,184 @@
+"""Keyed pseudonyms: ``HMAC-SHA256(key_v, canonical(id))`` rendered ``v<key-id>:<hex>``.
+
+Keys come from the environment (``CARET_OTEL_PSEUDONYM_KEYS``: comma-separated
+``id:base64key`` entries) or from the file named by ``CARET_OTEL_PSEUDONYM_KEY_FILE``
+(the same entries, one per line). The last entry signs new data; every entry stays
+live so that deletion can find pseudonyms written under older keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from caret_otel.core.environment_variables import (
+    CARET_OTEL_PSEUDONYM_KEY_FILE,
+    CARET_OTEL_PSEUDONYM_KEYS,
+)
+
+KEYS_ENV = CARET_OTEL_PSEUDONYM_KEYS
+KEY_FILE_ENV = CARET_OTEL_PSEUDONYM_KEY_FILE
+MIN_KEY_BYTES = 32
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_PSEUDONYM_RE = re.compile(r"^v[A-Za-z0-9_-]{1,32}:[0-9a-f]{64}$")
+# Ids repeat (one user sends many events); caching their pseudonyms takes the HMAC off
+# the hot path. The cache lives in process memory only, like the key itself.
+PSEUDONYM_CACHE_SIZE = 65536
+HOW_TO_MAKE_A_KEY = (
+    f"set {KEYS_ENV}='<id>:<base64 key>' or {KEY_FILE_ENV}=<file>; "
+    "make a key with: caret-otel privacy keygen"
+)
+
+
+class PseudonymKeyError(ValueError):
+    """The pseudonym keys are missing or malformed; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    id: str
+    secret: bytes
+
+    def __repr__(self) -> str:  # never print key material
+        return f"PseudonymKey(id={self.id!r}, secret=<{len(self.secret)} bytes>)"
+
+
+def parse_keys(text: str, *, source: str) -> tuple[PseudonymKey, ...]:
+    """Parse ``id:base64key`` entries separated by commas or newlines."""
+    keys: list[PseudonymKey] = []
+    entries = [e.strip() for e in re.split(r"[,\n]", text) if e.strip() and not e.startswith("#")]
+    for number, entry in enumerate(entries, start=1):
+        key_id, sep, encoded = entry.partition(":")
+        if not sep or not _KEY_ID_RE.match(key_id):
+            raise PseudonymKeyError(
+                f"{source}: entry {number} is not '<id>:<base64 key>' "
+                "(id: 1-32 letters, digits, '-' or '_')"
+            )
+        try:
+            secret = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise PseudonymKeyError(
+                f"{source}: key {key_id!r} is not valid base64 ({exc})"
+            ) from None
+        if len(secret) < MIN_KEY_BYTES:
+            raise PseudonymKeyError(
+                f"{source}: key {key_id!r} has {len(secret)} bytes; at least {MIN_KEY_BYTES} are needed"
+            )
+        if any(k.id == key_id for k in keys):
+            raise PseudonymKeyError(f"{source}: key id {key_id!r} appears twice")
+        keys.append(PseudonymKey(key_id, secret))
+    if not keys:
+        raise PseudonymKeyError(f"{source}: no key found; {HOW_TO_MAKE_A_KEY}")
+    return tuple(keys)
+
+
+def keys_from_env(environ: Mapping[str, str] | None = None) -> tuple[PseudonymKey, ...]:
+    """Load the live keys from the environment, or fail with how to make one."""
+    env = os.environ if environ is None else environ
+    if env.get(KEYS_ENV):
+        return parse_keys(env[KEYS_ENV], source=KEYS_ENV)
+    if env.get(KEY_FILE_ENV):
+        path = Path(env[KEY_FILE_ENV])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PseudonymKeyError(
+                f"{KEY_FILE_ENV}={path}: cannot read ({exc.strerror})"
+            ) from None
+        return parse_keys(text, source=str(path))
+    raise PseudonymKeyError(f"no pseudonym key configured: {HOW_TO_MAKE_A_KEY}")
+
+
+def generate_key_entry(key_id: str = "1") -> str:
+    """A new ``id:base64key`` entry with a random 32-byte key."""
+    if not _KEY_ID_RE.match(key_id):
+        raise PseudonymKeyError(f"key id {key_id!r}: use 1-32 letters, digits, '-' or '_'")
+    return f"{key_id}:{base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()}"
+
+
+def canonical(identifier: str) -> str:
+    """Trim, Unicode NFC, and lower-case e-mail addresses (their case carries no identity)."""
+    value = unicodedata.normalize("NFC", identifier.strip())
+    if "@" in value:
+        value = value.lower()
+    return value
+
+
+def is_pseudonym(value: str) -> bool:
+    return bool(_PSEUDONYM_RE.match(value))
+
+
+class Pseudonymizer:
+    """Turns identifiers into keyed pseudonyms under the signing key or every live key."""
+
+    def __init__(self, keys: tuple[PseudonymKey, ...]) -> None:
+        if not keys:
+            raise PseudonymKeyError(f"no pseudonym key configured: {HOW_TO_MAKE_A_KEY}")
+        self._keys = keys
+        self._signing = keys[-1]
+        self._known_prefixes = tuple(f"v{k.id}:" for k in keys)
+        self._cached_pseudonym = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign)
+        self._cached_all = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign_all)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Pseudonymizer:
+        return cls(keys_from_env(environ))
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(k.id for k in self._keys)
+
+    @staticmethod
+    def _digest(key: PseudonymKey, identifier: str) -> str:
+        mac = hmac.digest(key.secret, canonical(identifier).encode("utf-8"), hashlib.sha256)
+        return f"v{key.id}:{mac.hex()}"
+
+    def _sign(self, identifier: str) -> str:
+        return self._digest(self._signing, identifier)
+
+    def pseudonymize(self, identifier: str) -> str:
+        """The pseudonym of ``identifier`` under the signing (newest) key.
+
+        A value that already is a pseudonym is hashed again like any identifier: a
+        client cannot choose its stored pseudonym.
+        """
+        return self._cached_pseudonym(identifier)
+
+    def is_live_pseudonym(self, value: str) -> bool:
+        """Whether ``value`` is a pseudonym written under one of the live keys."""
+        return value.startswith(self._known_prefixes) and is_pseudonym(value)
+
+    def keyed_digest(self, data: bytes) -> str:
+        """Hex HMAC-SHA256 of ``data`` under the signing key (no canonicalisation).
+
+        For ids derived from content that holds identifiers (an event's hash), so that
+        nobody without the key can confirm a guess of that content.
+        """
+        return hmac.digest(self._signing.secret, data, hashlib.sha256).hex()
+
+    def _sign_all(self, identifier: str) -> tuple[str, ...]:
+        # The signing key's pseudonym comes from the ``pseudonymize`` cache: the consent
+        # check and the scrubbing that follows it ask for the same id, which then costs
+        # one HMAC per key, not one more for the signing key.
+        older = tuple(self._digest(key, identifier) for key in self._keys[:-1])
+        return (*older, self._cached_pseudonym(identifier))
+
+    def all_pseudonyms(self, identifier: str) -> list[str]:
+        """The pseudonyms of ``identifier`` under every live key (for deletion and for
+        consent checks, so an opt-out recorded before a key rotation still holds)."""
+        return list(self._cached_all(identifier))
+
+    def live_pseudonyms(self, identifier: str) -> tuple[str, ...]:
+        """``all_pseudonyms`` as the cached tuple itself, without a copy: consent is
+        checked on every record, and a tuple cannot be changed by the caller."""
+        return self._cached_all(identifier)

@@ -1,0 +1,142 @@
+"""The envelope of ``POST /telemetry/events`` and the per-event checks the gateway owns.
+
+A body is one event object, a JSON array of events, or ``{"events": [...]}``. Shape
+problems of the whole body are request errors (400/413/422); problems of one event
+are :class:`EventRejection` s that reject that event only. Field-level validation of
+an event (required fields, types, event type) is the privacy processor's
+(:class:`~caret_otel.processors.privacy.client_events.ClientEventScrubber`); here live the
+gateway's limits and the time window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from caret_otel.receivers.gateway.errors import RequestError
+
+# Fields of the client event envelope (telemetry-plan §2.1).
+PROPERTIES = "properties"
+EVENTS = "events"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_INT64 = (1 << 63) - 1
+
+# Rejection codes (self-metric label values: a fixed set).
+NOT_AN_OBJECT = "not_an_object"
+TOO_MANY_PROPERTIES = "too_many_properties"
+TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+TIMESTAMP_TOO_OLD = "timestamp_too_old"
+BAD_NUMBER = "bad_number"
+
+
+class EventRejection(Exception):
+    """One event of a batch is refused; the others are still processed."""
+
+    def __init__(self, field: str, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+        self.code = code
+
+
+def parse_envelope(body: bytes, max_events: int) -> tuple[list[Any], bool]:
+    """The events of a request body and whether it was a batch (array or ``events``)."""
+    if not body.strip():
+        raise RequestError.bad_request(
+            "empty_body", "body is empty; send a JSON event or array", field="body"
+        )
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError.bad_request(
+            "bad_json", f"body is not valid JSON ({exc})", field="body"
+        ) from None
+    if isinstance(document, list):
+        events, batch = document, True
+    elif isinstance(document, dict) and EVENTS in document:
+        events, batch = document[EVENTS], True
+        if not isinstance(events, list):
+            raise RequestError.unprocessable(
+                "'events' must be a JSON array of events", field=EVENTS
+            )
+    elif isinstance(document, dict):
+        events, batch = [document], False
+    else:
+        raise RequestError.unprocessable(
+            'body must be an event object, an array of events, or {"events": [...]}',
+            field="body",
+        )
+    if not events:
+        raise RequestError.unprocessable(
+            "the request holds no event", field=EVENTS if batch else "body"
+        )
+    if len(events) > max_events:
+        raise RequestError.too_large(
+            f"{len(events)} events in one request; at most {max_events} are accepted",
+            field=EVENTS,
+        )
+    return events, batch
+
+
+def check_limits(raw: object, max_properties: int) -> Mapping[str, Any]:
+    """The event as a mapping, if it is an object within the property limit.
+
+    Value lengths need no check here: the privacy engine cuts every string to the
+    configured maximum (and counts it), before any redaction regex runs on it.
+    """
+    if not isinstance(raw, dict):
+        raise EventRejection("event", "an event must be a JSON object", NOT_AN_OBJECT)
+    properties = raw.get(PROPERTIES)
+    if isinstance(properties, dict) and len(properties) > max_properties:
+        raise EventRejection(
+            PROPERTIES,
+            f"{len(properties)} properties; at most {max_properties} are accepted",
+            TOO_MANY_PROPERTIES,
+        )
+    return raw
+
+
+def unix_nanos(moment: datetime) -> int:
+    """Nanoseconds since the epoch, exact to the microsecond (no float rounding)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def check_time_window(time_ns: int, now_ns: int, max_skew_s: float, max_age_days: int) -> None:
+    """Reject events from the future (beyond clock skew) or older than raw retention."""
+    if time_ns > now_ns + int(max_skew_s * 1e9):
+        raise EventRejection(
+            "timestamp",
+            f"timestamp is more than {max_skew_s:g} s in the future",
+            TIMESTAMP_IN_FUTURE,
+        )
+    if time_ns < now_ns - max_age_days * 86_400 * 1_000_000_000:
+        raise EventRejection(
+            "timestamp",
+            f"timestamp is older than the {max_age_days}-day raw-event retention",
+            TIMESTAMP_TOO_OLD,
+        )
+
+
+def check_numbers(attributes: Mapping[str, object]) -> None:
+    """Client quantities (tokens, durations, credits, costs) are finite and >= 0.
+
+    Counters cannot go down, and a negative duration or token count is a client bug
+    that would corrupt every aggregate built on it. (``type() is`` rather than
+    ``isinstance``: bools are not quantities, and this runs for every attribute.)
+    """
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value) or value < 0:  # type: ignore[arg-type, operator]
+                raise EventRejection(key, "must be a finite number, not negative", BAD_NUMBER)
+        elif kind is int:
+            if value < 0:  # type: ignore[operator]
+                raise EventRejection(key, "must not be negative", BAD_NUMBER)
+            if value > _MAX_INT64:  # type: ignore[operator]
+                raise EventRejection(key, "is larger than a 64-bit integer", BAD_NUMBER)

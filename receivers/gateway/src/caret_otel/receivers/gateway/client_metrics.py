@@ -1,0 +1,346 @@
+"""Metrics derived from client events, through the OpenTelemetry SDK.
+
+The mapping (which event feeds which instrument, with what value) follows the
+registry's client-event table (``docs/semantic-conventions.md``); a unit test compares
+:data:`EVENT_METRICS` with the registry's ``signals`` so the two cannot drift.
+
+Labels are only attributes the policy marks ``metric: true`` and the metric lists; a
+View per instrument enforces the same allow-list inside the SDK and applies the
+registry's bucket advice. Temporality is cumulative (Prometheus remote-write drops
+delta sums).
+
+Counter increments of one request are summed per label set (:class:`MetricBatch`) and
+added to totals that observable instruments report at collection time; see
+:class:`ClientMetrics` for why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.sdk.metrics import Counter as SdkCounter
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import ObservableCounter as SdkObservableCounter
+from opentelemetry.sdk.metrics import ObservableGauge as SdkObservableGauge
+from opentelemetry.sdk.metrics import ObservableUpDownCounter as SdkObservableUpDownCounter
+from opentelemetry.sdk.metrics import UpDownCounter as SdkUpDownCounter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+
+from caret_otel.core.version import __version__
+from caret_otel.otlp.wire import AttributeValue
+from caret_otel.receivers.gateway.config import OtlpTarget
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events, metrics
+from caret_otel.semconv.metrics import MetricSpec
+from caret_otel.semconv.policy import Policy
+
+log = logging.getLogger(__name__)
+
+METER_NAME = "caret_otel.receivers.gateway"
+GATEWAY_SERVICE_NAME = "caret-gateway"
+SERVICE_NAMESPACE = "caret"
+
+Labels = tuple[tuple[str, AttributeValue], ...]
+
+_CUMULATIVE = {
+    kind: AggregationTemporality.CUMULATIVE
+    for kind in (
+        SdkCounter, SdkUpDownCounter, SdkHistogram,
+        SdkObservableCounter, SdkObservableUpDownCounter, SdkObservableGauge,
+    )
+}  # fmt: skip
+
+
+class MetricBatch:
+    """Measurements of one request: counter sums per label set, histogram samples."""
+
+    __slots__ = ("samples", "sums")
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, Labels], float] = {}
+        self.samples: list[tuple[str, Labels, float]] = []
+
+    def add(self, metric: str, labels: Labels, value: float) -> None:
+        key = (metric, labels)
+        self.sums[key] = self.sums.get(key, 0) + value
+
+    def record(self, metric: str, labels: Labels, value: float) -> None:
+        self.samples.append((metric, labels, value))
+
+
+def _number(value: object) -> float | None:
+    """A finite, non-negative measurement, or None (validated earlier; belt and braces)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+# An observer adds one event's measurements to a batch: (recorder, attributes, action).
+Observer = Callable[["ClientMetrics", MetricBatch, Mapping[str, AttributeValue]], None]
+
+
+def _count(spec: MetricSpec) -> Observer:
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+        b.add(spec.name, m.labels(spec, a), 1)
+
+    return observe
+
+
+def _sum_of(spec: MetricSpec, key: str) -> Observer:
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+        value = _number(a.get(key))
+        if value is not None:
+            b.add(spec.name, m.labels(spec, a), value)
+
+    return observe
+
+
+def _sample_of(spec: MetricSpec, key: str) -> Observer:
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+        value = _number(a.get(key))
+        if value is not None:
+            b.record(spec.name, m.labels(spec, a), value)
+
+    return observe
+
+
+def _session_delta(delta: int) -> Observer:
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+        b.add(metrics.CARET_SESSION_ACTIVE.name, m.labels(metrics.CARET_SESSION_ACTIVE, a), delta)
+
+    return observe
+
+
+# (usage attribute, gen_ai.token.type value or None, caret.token.type value)
+_TOKEN_KINDS = (
+    (attrs.GEN_AI_USAGE_INPUT_TOKENS, "input", "input"),
+    (attrs.GEN_AI_USAGE_OUTPUT_TOKENS, "output", "output"),
+    (attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, None, "cache_read"),
+    (attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, None, "cache_write"),
+)
+
+
+def _tokens(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+    usage, caret_tokens = metrics.GEN_AI_CLIENT_TOKEN_USAGE, metrics.CARET_TOKENS
+    for key, gen_ai_type, caret_type in _TOKEN_KINDS:
+        value = _number(a.get(key))
+        if value is None:
+            continue
+        b.add(
+            caret_tokens.name,
+            m.labels(caret_tokens, a, {attrs.CARET_TOKEN_TYPE: caret_type}),
+            value,
+        )
+        if gen_ai_type is not None:
+            labels = m.labels(usage, a, {attrs.GEN_AI_TOKEN_TYPE: gen_ai_type})
+            b.record(usage.name, labels, value)
+
+
+def _consent(enabled: bool) -> Observer:
+    spec = metrics.CARET_CONSENT_CHANGES
+
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+        b.add(spec.name, m.labels(spec, a, {attrs.CARET_CONSENT_TELEMETRY_ENABLED: enabled}), 1)
+
+    return observe
+
+
+_FEATURE_USE = _count(metrics.CARET_FEATURE_USES)
+
+EVENT_METRICS: dict[str, tuple[Observer, ...]] = {
+    events.CARET_TASK_CREATED.name: (_count(metrics.CARET_TASK_STARTS),),
+    events.CARET_TASK_COMPLETED.name: (
+        _count(metrics.CARET_TASK_COMPLETIONS),
+        _sample_of(metrics.CARET_TASK_DURATION, attrs.CARET_TASK_DURATION),
+    ),
+    events.CARET_TASK_CONVERSATION_TURN.name: (_count(metrics.CARET_TASK_TURNS),),
+    events.CARET_TASK_TOKENS.name: (
+        _tokens,
+        _sum_of(metrics.CARET_CREDITS_CONSUMED, attrs.CARET_CREDITS_AMOUNT),
+    ),
+    events.CARET_TASK_PROVIDER_API_ERROR.name: (_count(metrics.CARET_API_ERRORS),),
+    events.CARET_TASK_BROWSER_TOOL_START.name: (_FEATURE_USE,),
+    events.CARET_TASK_BROWSER_TOOL_END.name: (_FEATURE_USE,),
+    events.CARET_TASK_FOCUS_CHAIN.name: (_FEATURE_USE,),
+    events.CARET_TASK_MCP_TOOL_CALLED.name: (_FEATURE_USE,),
+    events.CARET_TASK_TOOL_USED.name: (_FEATURE_USE,),
+    events.CARET_UI_MODEL_SELECTED.name: (_count(metrics.CARET_MODEL_SELECTIONS),),
+    events.CARET_CREDITS_CONSUMED.name: (
+        _sum_of(metrics.CARET_CREDITS_CONSUMED, attrs.CARET_CREDITS_AMOUNT),
+    ),
+    events.CARET_CREDITS_PURCHASED.name: (
+        _sum_of(metrics.CARET_CREDITS_PURCHASED, attrs.CARET_CREDITS_AMOUNT),
+    ),
+    events.CARET_PLAN_CHANGED.name: (_count(metrics.CARET_PLAN_CHANGES),),
+    events.CARET_SESSION_STARTED.name: (_session_delta(+1),),
+    events.CARET_SESSION_ENDED.name: (
+        _session_delta(-1),
+        _sample_of(metrics.CARET_SESSION_DURATION, attrs.CARET_SESSION_DURATION),
+    ),
+    events.CARET_USER_OPT_IN.name: (_consent(True),),
+    events.CARET_USER_OPT_OUT.name: (_consent(False),),
+    events.CARET_USER_SIGNED_UP.name: (_count(metrics.CARET_SIGNUPS),),
+}
+"""OTel event name -> what its events add to which metrics."""
+
+# Metrics fed by client events (instruments are created for these only).
+CLIENT_METRICS: tuple[MetricSpec, ...] = (
+    metrics.CARET_TASK_STARTS, metrics.CARET_TASK_COMPLETIONS, metrics.CARET_TASK_DURATION,
+    metrics.CARET_TASK_TURNS, metrics.GEN_AI_CLIENT_TOKEN_USAGE, metrics.CARET_TOKENS,
+    metrics.CARET_CREDITS_CONSUMED, metrics.CARET_CREDITS_PURCHASED, metrics.CARET_API_ERRORS,
+    metrics.CARET_FEATURE_USES, metrics.CARET_MODEL_SELECTIONS, metrics.CARET_PLAN_CHANGES,
+    metrics.CARET_SESSION_ACTIVE, metrics.CARET_SESSION_DURATION, metrics.CARET_CONSENT_CHANGES,
+    metrics.CARET_SIGNUPS,
+)  # fmt: skip
+
+
+def allowed_labels(spec: MetricSpec, policy: Policy) -> tuple[str, ...]:
+    """The metric's attributes that the privacy policy allows as labels."""
+    return tuple(
+        key for key in spec.attributes if (rule := policy.rule(key)) is not None and rule.metric
+    )
+
+
+def views(policy: Policy) -> list[View]:
+    """One View per client metric: allowed label keys, and bucket advice for histograms."""
+    result = []
+    for spec in CLIENT_METRICS:
+        keys = set(allowed_labels(spec, policy))
+        if spec.instrument == "histogram" and spec.buckets:
+            aggregation = ExplicitBucketHistogramAggregation(boundaries=spec.buckets)
+            result.append(
+                View(instrument_name=spec.name, attribute_keys=keys, aggregation=aggregation)
+            )
+        else:
+            result.append(View(instrument_name=spec.name, attribute_keys=keys))
+    return result
+
+
+def meter_provider(
+    otlp: OtlpTarget,
+    policy: Policy,
+    *,
+    export_interval_s: float = 15.0,
+    readers: list[MetricReader] | None = None,
+) -> MeterProvider:
+    """The SDK pipeline: views from the registry, cumulative OTLP/HTTP to the Collector
+    every ``export_interval_s``. Tests may pass their own ``readers``."""
+    if readers is None:
+        exporter = OTLPMetricExporter(
+            endpoint=otlp.endpoints["metrics"],
+            headers=dict(otlp.headers),
+            timeout=otlp.timeout_s,
+            preferred_temporality=_CUMULATIVE,  # type: ignore[arg-type]
+        )
+        readers = [
+            PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval_s * 1000)
+        ]
+    resource = Resource.create(
+        {
+            attrs.SERVICE_NAME: GATEWAY_SERVICE_NAME,
+            attrs.SERVICE_NAMESPACE: SERVICE_NAMESPACE,
+            attrs.SERVICE_VERSION: __version__,
+        }
+    )
+    return MeterProvider(metric_readers=readers, resource=resource, views=views(policy))
+
+
+MAX_SERIES_PER_METRIC = 2000
+"""Label sets kept per counter (the SDK's default cardinality limit); further label sets
+are folded into the unlabelled series, so a flood of made-up model names cannot grow
+memory without bound."""
+
+
+class ClientMetrics:
+    """Turns accepted client events into measurements of the SDK pipeline.
+
+    Counters and up-down counters are kept here as cumulative totals and reported to the
+    SDK through observable instruments at each collection: a request then costs a few
+    dict additions instead of one SDK call (~9 µs) per label set. Histograms need each
+    value, so they are recorded through the SDK.
+    """
+
+    def __init__(self, meter: Meter, policy: Policy) -> None:
+        self._labels = {spec.name: allowed_labels(spec, policy) for spec in CLIENT_METRICS}
+        self._lock = threading.Lock()  # the SDK collects from its own thread
+        self._totals: dict[str, dict[Labels, float]] = {}
+        self._histograms: dict[str, Histogram] = {}
+        self._overflow_logged: set[str] = set()
+        for spec in CLIENT_METRICS:
+            if spec.instrument == "histogram":
+                self._histograms[spec.name] = meter.create_histogram(
+                    spec.name, spec.unit, spec.brief
+                )
+                continue
+            self._totals[spec.name] = {}
+            create = (
+                meter.create_observable_counter
+                if spec.instrument == "counter"
+                else meter.create_observable_up_down_counter
+            )
+            create(spec.name, [self._reporter(spec.name)], spec.unit, spec.brief)
+
+    def _reporter(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def report(_: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                series = list(self._totals[name].items())
+            return [Observation(total, dict(labels)) for labels, total in series]
+
+        return report
+
+    def labels(
+        self,
+        spec: MetricSpec,
+        attributes: Mapping[str, AttributeValue],
+        extra: Mapping[str, AttributeValue] | None = None,
+    ) -> Labels:
+        """The label set of one measurement: allowed keys present in the event (+ extra)."""
+        pairs = [(k, attributes[k]) for k in self._labels[spec.name] if k in attributes]
+        if extra:
+            pairs = [p for p in pairs if p[0] not in extra]
+            pairs.extend((k, v) for k, v in extra.items() if k in self._labels[spec.name])
+        return tuple(pairs)
+
+    def observe(
+        self, batch: MetricBatch, event_name: str, attributes: Mapping[str, AttributeValue]
+    ) -> None:
+        for observer in EVENT_METRICS.get(event_name, ()):
+            observer(self, batch, attributes)
+
+    def flush(self, batch: MetricBatch) -> None:
+        """Add one request's measurements to the totals and the SDK's histograms."""
+        with self._lock:
+            for (name, labels), amount in batch.sums.items():
+                series = self._totals[name]
+                if labels not in series and len(series) >= MAX_SERIES_PER_METRIC:
+                    self._overflowed(name)
+                    labels = ()
+                series[labels] = series.get(labels, 0) + amount
+        label_dicts: dict[Labels, dict[str, AttributeValue]] = {}
+        for name, labels, value in batch.samples:
+            attributes = label_dicts.get(labels)
+            if attributes is None:
+                attributes = label_dicts[labels] = dict(labels)
+            self._histograms[name].record(value, attributes)
+
+    def _overflowed(self, name: str) -> None:
+        if name not in self._overflow_logged:
+            self._overflow_logged.add(name)
+            log.warning(
+                "%s has %d label sets; further ones are counted without labels",
+                name, MAX_SERIES_PER_METRIC,
+            )  # fmt: skip

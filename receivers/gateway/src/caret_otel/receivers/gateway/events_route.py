@@ -1,0 +1,119 @@
+"""``POST /telemetry/events``: Caret client events in, per-event answers out.
+
+Order matters: authentication (401/403), content type (415) and admission to the
+export queue (503) are checked before the body is read (413/400); the whole request is
+processed before anything is exported, so it is either taken (202, with per-event
+rejections) or refused as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from caret_otel.otlp import body
+from caret_otel.receivers.gateway import client_batch
+from caret_otel.receivers.gateway import openapi_models as docs
+from caret_otel.receivers.gateway import openapi_spec as spec
+from caret_otel.receivers.gateway.auth import Role
+from caret_otel.receivers.gateway.client_ingest import ConsentWriter, IngestResult
+from caret_otel.receivers.gateway.errors import JSON_MEDIA_TYPE
+from caret_otel.receivers.gateway.runtime import Gateway
+
+EVENTS_PATH = "/telemetry/events"
+
+
+def export_result(gateway: Gateway, result: IngestResult) -> None:
+    ingestor = gateway.ingestor
+    if result.logs:
+        gateway.exporter.submit("logs", ingestor.logs_request(result), len(result.logs))
+    if result.spans:
+        gateway.exporter.submit("traces", ingestor.traces_request(result), len(result.spans))
+    gateway.client_metrics.flush(result.measurements)
+    metrics = gateway.metrics
+    for name, count in result.accepted_by_event.items():
+        metrics.events_accepted.labels(name).inc(count)
+    for rejection in result.rejected:
+        metrics.events_rejected.labels(rejection.code).inc()
+    if result.opted_out:
+        metrics.events_opted_out.inc(result.opted_out)
+    metrics.record_scrub_report(result.report)
+
+
+def add_route(
+    app: FastAPI,
+    gateway: Gateway,
+    read: Callable[[Request], Awaitable[bytes]],
+    record_consent: ConsentWriter,
+) -> None:
+    limits = gateway.config.limits
+    country_header = gateway.config.country_header
+
+    async def post_events(request: Request) -> Response:
+        gateway.auth.require(request.headers.get("authorization"), Role.INGEST)
+        body.media_type(request.headers.get("content-type"), [body.JSON])
+        gateway.exporter.admit("logs", "traces")
+        raw_events, _ = client_batch.parse_envelope(
+            await read(request), limits.max_events_per_request
+        )
+        # The trusted edge's country header, never the client's address.
+        country = request.headers.get(country_header) if country_header else None
+        result = await gateway.ingestor.ingest(raw_events, country, record_consent)
+        export_result(gateway, result)
+        answer: dict[str, object] = {
+            "accepted": result.accepted,
+            "rejected": [r.as_json() for r in result.rejected],
+            "opted_out": result.opted_out,
+            "dropped_attributes": result.report.total_dropped,
+        }
+        status = 202
+        if result.rejected and not result.accepted and not result.opted_out:
+            answer = {"error": "unprocessable", "message": "every event was rejected", **answer}
+            status = 422
+        return Response(orjson.dumps(answer), status_code=status, media_type=JSON_MEDIA_TYPE)
+
+    app.add_api_route(
+        EVENTS_PATH,
+        post_events,
+        methods=["POST"],
+        operation_id="sendEvents",
+        status_code=202,
+        summary="Send Caret client events",
+        description='One event, a JSON array of events, or {"events": [...]}. Each event is '
+        "validated on its own: invalid ones are listed in `rejected` while the others are "
+        "accepted. Events of users who opted out are dropped and counted in `opted_out`.",
+        tags=["ingest"],
+        openapi_extra={
+            **spec.json_body(
+                {
+                    "oneOf": [
+                        spec.ref(docs.ClientEvent),
+                        {"type": "array", "items": spec.ref(docs.ClientEvent), "minItems": 1},
+                        spec.ref(docs.ClientEventBatch),
+                    ]
+                }
+            ),
+            "security": spec.INGEST_SECURITY,
+        },
+        responses={
+            202: {
+                "model": docs.EventsAccepted,
+                "description": "Taken for export (see per-event rejections).",
+            },
+            **spec.errors(400, 401, 403, 413, 415, 429, 503),
+            422: {
+                "description": "The body's shape is wrong (an error naming the field), or every "
+                "event was rejected (the counts, with each event's reason).",
+                "content": {
+                    JSON_MEDIA_TYPE: {
+                        "schema": {
+                            "anyOf": [spec.ref(docs.ErrorBody), spec.ref(docs.EventsRejected)]
+                        }
+                    }
+                },
+            },
+        },
+    )

@@ -1,0 +1,78 @@
+"""ASGI middleware: the in-flight request limit (429) and per-route request metrics.
+
+Written as plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which costs a
+task and a stream copy per request. The in-flight limit bounds memory: at most
+``max_inflight`` bodies are being read or processed at once. Probes and ``/metrics``
+bypass it, so an overloaded gateway can still say so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from caret_otel.receivers.gateway.errors import RequestError, error_response
+from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
+
+UNMATCHED_ROUTE = "unmatched"
+_RETRY_AFTER_OVERLOAD_S = 1.0
+
+
+class RequestGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: GatewayMetrics,
+        max_inflight: int,
+        exempt_paths: frozenset[str],
+        known_paths: frozenset[str],
+    ) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._max_inflight = max_inflight
+        self._exempt = exempt_paths
+        self._known = known_paths
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before sending a response
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path: str = scope["path"]
+        if path not in self._exempt and self.inflight >= self._max_inflight:
+            refusal = RequestError.too_many_requests(
+                f"the gateway is handling {self.inflight} requests, its limit; retry later",
+                _RETRY_AFTER_OVERLOAD_S,
+            )
+            await error_response(refusal)(scope, receive, send_and_watch)
+            route = path if path in self._known else UNMATCHED_ROUTE
+        else:
+            self.inflight += 1
+            try:
+                await self.app(scope, receive, send_and_watch)
+            finally:
+                self.inflight -= 1
+            route = _route_template(scope)
+            if route == UNMATCHED_ROUTE and path in self._known:
+                route = path  # framework routes (/openapi.json, /docs) do not record a template
+        self._metrics.requests.labels(route, str(status)).inc()
+        self._metrics.request_duration.labels(route).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (``/telemetry/users/{user_id_hash}``), never the path."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE

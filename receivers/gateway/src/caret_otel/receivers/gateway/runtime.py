@@ -1,0 +1,119 @@
+"""Everything one gateway process holds, built from its configuration.
+
+:func:`build_gateway` wires the privacy engine, the consent store, the export queue,
+the task-span tracker and the SDK metric pipeline; :meth:`Gateway.start` and
+:meth:`Gateway.stop` run in the ASGI lifespan (the sender tasks need the event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+
+from caret_otel.processors.privacy.client_events import ClientEventScrubber
+from caret_otel.processors.privacy.consent import (
+    ConsentStore,
+    InMemoryConsentStore,
+    PostgresConsentStore,
+)
+from caret_otel.processors.privacy.engine import Limits, PrivacyEngine
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+from caret_otel.receivers.gateway.auth import Authenticator
+from caret_otel.receivers.gateway.client_ingest import ClientEventIngestor
+from caret_otel.receivers.gateway.client_metrics import METER_NAME, ClientMetrics, meter_provider
+from caret_otel.receivers.gateway.config import GatewayConfig
+from caret_otel.receivers.gateway.export import OtlpExporter
+from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
+from caret_otel.receivers.gateway.task_spans import TaskSpans
+from caret_otel.semconv.policy import Policy, load_policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    config: GatewayConfig
+    policy: Policy
+    pseudonymizer: Pseudonymizer
+    client_engine: PrivacyEngine
+    """For client events: every id is (re-)keyed, a client never picks its pseudonym."""
+    service_engine: PrivacyEngine
+    """For our services' OTLP: pseudonyms they already made under our keys are kept."""
+    consent: ConsentStore
+    auth: Authenticator
+    exporter: OtlpExporter
+    ingestor: ClientEventIngestor
+    client_metrics: ClientMetrics
+    meters: MeterProvider
+    metrics: GatewayMetrics
+
+    async def start(self) -> None:
+        await self.exporter.start()
+
+    async def stop(self) -> None:
+        lost = await self.exporter.stop(drain_timeout_s=self.config.otlp.timeout_s)
+        if lost:
+            log.error("gateway stopped with %d undelivered items (see export_lost_items)", lost)
+        self.meters.shutdown()
+        self.consent.close()
+
+
+def build_gateway(
+    config: GatewayConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    consent: ConsentStore | None = None,
+    metric_readers: list[MetricReader] | None = None,
+) -> Gateway:
+    """Build a gateway; raises ``PseudonymKeyError`` (with the keygen hint) without keys
+    and ``ConsentStoreError`` when ``DATABASE_URL`` is set but unreachable."""
+    policy = load_policy()
+    pseudonymizer = Pseudonymizer.from_env(environ)
+    engine_limits = Limits(
+        max_attributes=config.limits.max_attributes_per_event,
+        max_value_length=config.limits.max_value_length,
+    )
+    client_engine = PrivacyEngine(policy, pseudonymizer, engine_limits)
+    service_engine = PrivacyEngine(policy, pseudonymizer, engine_limits, accept_pseudonyms=True)
+    if consent is None:
+        if config.database_url:
+            consent = PostgresConsentStore(config.database_url)
+        else:
+            log.warning(
+                "DATABASE_URL is not set: opt-outs are kept in memory only (lost on restart, "
+                "not shared between gateway processes) and DELETE /telemetry/users answers 503"
+            )
+            consent = InMemoryConsentStore()
+    metrics = GatewayMetrics()
+    meters = meter_provider(
+        config.otlp,
+        policy,
+        export_interval_s=config.metric_export_interval_s,
+        readers=metric_readers,
+    )
+    client_metrics = ClientMetrics(meters.get_meter(METER_NAME), policy)
+    ingestor = ClientEventIngestor(
+        ClientEventScrubber(client_engine, consent),
+        client_metrics,
+        TaskSpans(config.limits.task_cache_size),
+        config.limits,
+        policy.retention["raw_events_days"],
+    )
+    return Gateway(
+        config=config,
+        policy=policy,
+        pseudonymizer=pseudonymizer,
+        client_engine=client_engine,
+        service_engine=service_engine,
+        consent=consent,
+        auth=Authenticator(config.ingest_tokens, config.admin_token),
+        exporter=OtlpExporter(config.otlp, config.limits, metrics),
+        ingestor=ingestor,
+        client_metrics=client_metrics,
+        meters=meters,
+        metrics=metrics,
+    )

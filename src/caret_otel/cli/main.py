@@ -1,0 +1,46 @@
+"""Entry point of the ``caret-otel`` command: one group, one sub-command per module."""
+
+from __future__ import annotations
+
+import click
+
+from caret_otel.core.version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="caret-otel")
+def cli() -> None:
+    """caret-otel: Caret telemetry, OpenTelemetry-native, privacy first.
+
+    \b
+    Examples:
+      caret-otel demo                 # whole pipeline, simulated traffic, report
+      caret-otel semconv check        # registry and generated files agree
+      caret-otel privacy scrub --input events.jsonl --format events
+    """
+
+
+def _register_commands() -> None:
+    # Imported here so `caret-otel --help` lists every command from one place.
+    from caret_otel.cli.dashboards import dashboards
+    from caret_otel.cli.exporter import db, exporter, forget, report, retention
+    from caret_otel.cli.gateway import gateway
+    from caret_otel.cli.privacy import privacy
+    from caret_otel.cli.sdk import sdk
+    from caret_otel.cli.semconv import semconv
+    from caret_otel.cli.stack import demo, replay, simulate, up
+
+    cli.add_command(semconv)
+    for stack_command in (up, demo, simulate, replay):
+        cli.add_command(stack_command)
+    cli.add_command(privacy)
+    cli.add_command(dashboards)
+    cli.add_command(sdk)
+    cli.add_command(gateway)
+    for command in (exporter, db, retention, forget, report):
+        cli.add_command(command)
+
+
+def main() -> None:
+    _register_commands()
+    cli()

@@ -1,0 +1,454 @@
+"""Render the Collector's privacy pass (``collector/privacy-pass.yaml``) from the registry.
+
+The gateway's Python processor is the first privacy pass; this file is the second, run
+by the Collector on everything it receives, so that data sent straight to the Collector
+(bypassing the gateway) is held to the same registry policy. Both are generated from
+the one registry, so they cannot disagree about which keys exist, which are
+pseudonymous, forbidden or metric-safe.
+
+The pass is four processors that the pipelines of ``otel-collector-config.yaml`` run
+right after ``memory_limiter`` (:data:`INGRESS_PROCESSORS`):
+
+1. ``redaction/pseudonyms`` - keyed HMAC-SHA256 of every pseudonymous attribute whose
+   value is not already a pseudonym (key from ``$CARET_OTEL_COLLECTOR_HMAC_KEY``).
+2. ``transform/pseudonym_format`` - writes those digests as ``v<key-id>:<hex>``, the
+   shape of the gateway's pseudonyms, so the business exporter accepts them and
+   ``forget`` finds them once the key is also given to the Python side.
+3. ``redaction/allowlist`` - fail closed: only registry keys that are not forbidden
+   survive, on resources, scopes, spans, span events, log records, log-body maps (at
+   any depth) and data points; every remaining value (all types, log bodies included)
+   is scanned for secrets.
+4. ``transform/privacy`` - what the redaction processor does not reach: span, event,
+   scope and metric names, status messages, severity texts, event names (all at
+   ``error_mode: propagate``: a failing statement fails the batch rather than letting
+   raw data through); span links (dropped) and exemplars (metric-safe keys, masked);
+   metric data points limited to metric-safe keys; pseudonymous keys removed from
+   metric resources, so no user-level value can become a label or ``target_info``.
+
+The secret patterns are RE2 (Go) regexes for the kinds the Python processor redacts
+(:data:`caret_otel.processors.privacy.redaction.KINDS`); the Collector masks them with ``****``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from caret_otel.contracts.collector import CollectorConfigEnv
+from caret_otel.processors.privacy import redaction as python_redaction
+from caret_otel.registry.model import Attribute, Registry
+from caret_otel.semconv import attributes as attrs
+
+MASK: Final = "****"
+PSEUDONYM_RE2: Final = r"^v[A-Za-z0-9_-]{1,32}:[0-9a-f]{64}$"
+"""A value already pseudonymised (the shape ``caret_otel.processors.privacy.pseudonyms`` writes)."""
+DIGEST_RE2: Final = r"^([0-9a-f]{64})$"
+"""What ``redaction/pseudonyms`` leaves in a pseudonymous attribute: a bare hex digest."""
+REDACTION_AUDIT_KEYS_RE2: Final = r"^redaction\."
+"""Keys the redaction processor lets through on its own (its audit summary). We run it
+with ``summary: silent``, so any such key came from a sender and is not in the registry."""
+
+PSEUDONYMS: Final = "redaction/pseudonyms"
+PSEUDONYM_FORMAT: Final = "transform/pseudonym_format"
+ALLOWLIST: Final = "redaction/allowlist"
+PRIVACY: Final = "transform/privacy"
+INGRESS_PROCESSORS: Final[dict[str, tuple[str, ...]]] = {
+    # Metrics lose every pseudonymous key (never a label), so they skip the HMAC steps.
+    "traces": (PSEUDONYMS, PSEUDONYM_FORMAT, ALLOWLIST, PRIVACY),
+    "logs": (PSEUDONYMS, PSEUDONYM_FORMAT, ALLOWLIST, PRIVACY),
+    "metrics": (ALLOWLIST, PRIVACY),
+}
+"""The privacy processors each ingress pipeline runs, in order, after memory_limiter."""
+
+_ENV = CollectorConfigEnv.ENV_NAMES
+HMAC_KEY_PLACEHOLDER: Final = "${env:" + _ENV["hmac_key"] + "}"
+"""No default on purpose: without a key the Collector refuses to start (fail closed)."""
+HMAC_KEY_ID_PLACEHOLDER: Final = (
+    "${env:" + _ENV["hmac_key_id"] + ":-" + CollectorConfigEnv.hmac_key_id + "}"
+)
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    """One RE2 regex for one kind of secret the Python processor also redacts."""
+
+    kind: str
+    regex: str
+    matches_routes: bool = False
+    """Also matches route templates (``/v1/messages``): not applied to the values of
+    :data:`ROUTE_ATTRIBUTES`, which hold exactly such templates."""
+
+
+ROUTE_ATTRIBUTES: Final = (attrs.HTTP_ROUTE,)
+"""Attributes whose values are URL route templates by definition."""
+
+
+_PATH_CHAR = r"""[^\\/\s"'<>|:*?,;()\[\]{}]"""
+# A path component may contain single spaces ("C:\Users\Jane Doe\..."), but only when a
+# separator follows, so that the words after a path are not taken as part of it.
+_REST = rf"(?:(?: {_PATH_CHAR}+)*[\\/]{_PATH_CHAR}+)*"
+_POSIX_REST = rf"(?:(?: {_PATH_CHAR}+)*/{_PATH_CHAR}+)*"
+_POSIX_MORE = rf"(?:(?: {_PATH_CHAR}+)*/{_PATH_CHAR}+)+"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+_H = r"[0-9A-Fa-f]{1,4}"
+
+SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
+    # Most specific first, like the Python processor: a credential URL is masked before
+    # the e-mail pattern could take its user@host part.
+    SecretPattern(
+        python_redaction.PEM_KEY,
+        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)",
+    ),
+    SecretPattern(
+        python_redaction.URL_CREDENTIALS, r"""(?i:\b[a-z][a-z0-9+.-]*://[^\s/?#<>"']*@)"""
+    ),
+    SecretPattern(
+        python_redaction.BEARER_TOKEN, r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,})"
+    ),
+    # After the looser `token`, only values with a digit: "invalid token provided" stays.
+    SecretPattern(
+        python_redaction.BEARER_TOKEN, r"(?i:\btoken\s+[A-Za-z0-9._~+/=-]*[0-9][A-Za-z0-9._~+/=-]*)"
+    ),
+    SecretPattern(
+        python_redaction.API_KEY,
+        r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
+        r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|xox[abposr]-[A-Za-z0-9-]{10,}"
+        r"|glpat-[A-Za-z0-9_-]{20,})",
+    ),
+    SecretPattern(
+        python_redaction.API_KEY,
+        r"(?i:\b(?:[a-z0-9]+[_-])*(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey"
+        r"|access[_-]?key|private[_-]?key)"
+        r"""["']?\s*[=:]\s*["']?[^\s"'&,;}<>]+)""",
+    ),
+    # Letters and combining marks of any script, so NFC and NFD forms both match whole.
+    SecretPattern(
+        python_redaction.EMAIL,
+        r"[\p{L}\p{M}\p{N}._%+!#$&'*=?^`{|}~-]{1,64}@(?:[\p{L}\p{M}\p{N}-]{1,63}\.){1,8}"
+        r"\p{L}[\p{L}\p{M}\p{N}-]{0,62}",
+    ),
+    SecretPattern(python_redaction.PATH, r"""(?i:file://)[^\s"'<>]+"""),
+    SecretPattern(python_redaction.PATH, rf"\b[A-Za-z]:[\\/]{_PATH_CHAR}*{_REST}"),
+    SecretPattern(python_redaction.PATH, rf"\\\\{_PATH_CHAR}+{_REST}"),
+    SecretPattern(python_redaction.PATH, rf"\B~[\\/]{_PATH_CHAR}*{_REST}"),
+    # Home directories name their owner; structured values never hold them.
+    SecretPattern(
+        python_redaction.PATH, rf"/(?:home|Users|root|var/home)/{_PATH_CHAR}+{_POSIX_REST}/?"
+    ),
+    # Any absolute path of two or more components, after a delimiter (RE2 has no
+    # look-behind, so the delimiter is masked too) - the paths inside URLs are not taken.
+    SecretPattern(
+        python_redaction.PATH,
+        rf"""(?:^|[\s"'=(\[{{,;<>|])/{_PATH_CHAR}+{_POSIX_MORE}/?""",
+        matches_routes=True,
+    ),
+    # IPv6: all eight groups, or a "::" form; clock times (10:00:00) have neither.
+    SecretPattern(
+        python_redaction.IPV6,
+        rf"(?:\b(?:{_H}:){{6}}{_IPV4}|(?:\b{_H}(?::{_H}){{0,5}}|\B)::(?:{_H}:){{0,4}}{_IPV4}"
+        rf"|\b(?:{_H}:){{7}}{_H}\b|\b{_H}(?::{_H}){{0,6}}::(?:{_H}(?::{_H}){{0,6}}\b)?"
+        rf"|\B::{_H}(?::{_H}){{0,6}}\b)(?:%[\w.-]+)?",
+    ),
+    SecretPattern(python_redaction.IPV4, rf"\b{_IPV4}\b"),
+    # 12-19 digits (optionally grouped by spaces or dashes) starting like a card network's
+    # issuer prefix. RE2 cannot check Luhn, so a few non-cards are masked too.
+    SecretPattern(
+        python_redaction.CARD_NUMBER,
+        r"\b(?:4[0-9]{3}|5[0-8][0-9]{2}|2[2-7][0-9]{2}|3[0-9]{3}|6[0-9]{3}|81[0-9]{2})"
+        r"(?:[ -]?[0-9]){8,15}\b",
+    ),
+)
+
+
+def blocked_values() -> list[str]:
+    """The ``blocked_values`` of ``redaction/allowlist``, applied in order to every value."""
+    return [p.regex for p in SECRET_PATTERNS]
+
+
+def secrets_pattern(*, for_routes: bool = False) -> str:
+    """Every pattern as one alternation, for OTTL ``replace_pattern`` (names, routes)."""
+    chosen = [p for p in SECRET_PATTERNS if not (for_routes and p.matches_routes)]
+    return "|".join(f"(?:{p.regex})" for p in chosen)
+
+
+# --- OTTL text -------------------------------------------------------------------------------
+
+
+def ottl_string(text: str) -> str:
+    """``text`` as an OTTL string literal (Go escapes: backslash and double quote)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def confmap_literal(text: str) -> str:
+    """Escape ``$`` so the Collector's config resolver does not expand it (``$$`` -> ``$``)."""
+    return text.replace("$", "$$")
+
+
+def _pattern(regex: str) -> str:
+    return confmap_literal(ottl_string(regex))
+
+
+def _names_pattern(names: Iterable[str], *, extra: Sequence[str] = ()) -> str:
+    """An anchored RE2 alternation matching exactly ``names`` (and the ``extra`` regexes)."""
+    return "^(?:" + "|".join([*(re.escape(n) for n in sorted(names)), *extra]) + ")$"
+
+
+def _key_list(names: Iterable[str]) -> str:
+    return "[" + ", ".join(ottl_string(n) for n in sorted(names)) + "]"
+
+
+# --- the registry's view -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The key sets the privacy pass needs, from the registry."""
+
+    allowed: tuple[str, ...]
+    pseudonymous: tuple[str, ...]
+    metric_safe: tuple[str, ...]
+    routes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, reg: Registry) -> PolicyView:
+        attributes: list[Attribute] = sorted(reg.attributes.values(), key=lambda a: a.name)
+        return cls(
+            allowed=tuple(a.name for a in attributes if a.privacy != "forbidden"),
+            pseudonymous=tuple(a.name for a in attributes if a.privacy == "pseudonymous"),
+            metric_safe=tuple(a.name for a in attributes if a.metric and a.privacy != "forbidden"),
+            routes=tuple(a.name for a in attributes if a.name in ROUTE_ATTRIBUTES),
+        )
+
+
+# --- processors ----------------------------------------------------------------------------
+
+
+def _redaction_pseudonyms(view: PolicyView) -> dict[str, Any]:
+    return {
+        "allow_all_keys": True,  # keys are judged by redaction/allowlist, next
+        "blocked_key_patterns": [confmap_literal(_names_pattern(view.pseudonymous))],
+        # Values that already are pseudonyms (made by the gateway) pass unchanged.
+        "allowed_values": [confmap_literal(PSEUDONYM_RE2)],
+        "redact_all_types": True,
+        "hash_function": "hmac-sha256",
+        "hmac_key": HMAC_KEY_PLACEHOLDER,
+        "summary": "silent",
+    }
+
+
+def _redaction_allowlist(view: PolicyView) -> dict[str, Any]:
+    return {
+        "allow_all_keys": False,
+        "allowed_keys": [k for k in view.allowed if k not in view.routes],
+        # Kept, but scanned by transform/privacy without the absolute-path pattern.
+        "ignored_keys": list(view.routes),
+        "blocked_values": [confmap_literal(p) for p in blocked_values()],
+        # A pseudonym is hex under a key id: nothing to scan, and a digit run in the hex
+        # must not be mistaken for a card number.
+        "allowed_values": [confmap_literal(PSEUDONYM_RE2)],
+        "redact_all_types": True,
+        "summary": "silent",
+    }
+
+
+_TRACE_CONTEXTS: Final = (
+    ("resource", "resource"),
+    ("scope", "scope"),
+    ("span", "span"),
+    ("spanevent", "spanevent"),
+)
+_LOG_CONTEXTS: Final = (("resource", "resource"), ("scope", "scope"), ("log", "log"))
+
+
+def _format_statements(view: PolicyView, prefix: str) -> list[str]:
+    # "$$1" is the regex group ("$1") once the config resolver has unescaped it.
+    replacement = ottl_string(f"v{HMAC_KEY_ID_PLACEHOLDER}:$$1")
+    return [
+        f"replace_pattern({prefix}.attributes[{ottl_string(key)}], {_pattern(DIGEST_RE2)}, {replacement})"
+        for key in view.pseudonymous
+    ]
+
+
+def _transform_pseudonym_format(view: PolicyView) -> dict[str, Any]:
+    def groups(contexts: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        return [
+            {"context": context, "statements": _format_statements(view, prefix)}
+            for context, prefix in contexts
+        ]
+
+    return {
+        "error_mode": "propagate",
+        "trace_statements": groups(_TRACE_CONTEXTS),
+        "log_statements": groups(_LOG_CONTEXTS),
+    }
+
+
+def _mask(target: str, regex: str) -> str:
+    return f'replace_pattern({target}, {_pattern(regex)}, "{MASK}")'
+
+
+def _drop_audit_keys(target: str) -> str:
+    return f"delete_matching_keys({target}, {_pattern(REDACTION_AUDIT_KEYS_RE2)})"
+
+
+def _routes(view: PolicyView, prefix: str) -> list[str]:
+    pattern = secrets_pattern(for_routes=True)
+    return [_mask(f"{prefix}.attributes[{ottl_string(k)}]", pattern) for k in view.routes]
+
+
+def _common(context: str, view: PolicyView) -> dict[str, Any]:
+    """Statements for the attribute map of ``context`` every signal has."""
+    target = f"{context}.attributes"
+    return {"context": context, "statements": [_drop_audit_keys(target), *_routes(view, context)]}
+
+
+def _names(*targets: str) -> list[str]:
+    return [_mask(target, secrets_pattern()) for target in targets]
+
+
+def _transform_privacy(view: PolicyView) -> dict[str, Any]:
+    resource = _common("resource", view)
+    scope = _common("scope", view)
+    scope["statements"] += _names("scope.name", "scope.version")
+    span = _common("span", view)
+    span["statements"] += [
+        *_names("span.name", "span.status.message"),
+        # Neither the redaction processor nor OTTL can reach a link's attributes;
+        # links are dropped rather than passed unchecked.
+        "set(span.links, nil)",
+    ]
+    spanevent = _common("spanevent", view)
+    spanevent["statements"] += _names("spanevent.name")
+    log = _common("log", view)
+    log["statements"] += [
+        *_names("log.event_name", "log.severity_text"),
+        # A route key in a map body is skipped by the redaction processor too.
+        *(
+            f"{_mask(f'log.body[{ottl_string(k)}]', secrets_pattern(for_routes=True))}"
+            " where IsMap(log.body)"
+            for k in view.routes
+        ),
+    ]
+
+    # Metrics: resource attributes become target_info labels, so no user-level value.
+    not_metric_keys = _pattern(_names_pattern(view.pseudonymous, extra=(r"redaction\..*",)))
+    metric_resource = {
+        "context": "resource",
+        "statements": [
+            f"delete_matching_keys(resource.attributes, {not_metric_keys})",
+            *_routes(view, "resource"),
+        ],
+    }
+    metric_scope = {
+        "context": "scope",
+        "statements": [
+            # Prometheus remote write puts scope attributes on every series
+            # (otel_scope_<key>), so they are labels: metric-safe keys only.
+            f"keep_keys(scope.attributes, {_key_list(view.metric_safe)})",
+            *_routes(view, "scope"),
+            *_names("scope.name", "scope.version"),
+        ],
+    }
+    metric = {
+        "context": "metric",
+        "statements": [
+            *_names("metric.name", "metric.description"),
+            # Metadata is free-form and the redaction processor does not scan it.
+            'delete_matching_keys(metric.metadata, ".*")',
+        ],
+    }
+    datapoint = {
+        "context": "datapoint",
+        "statements": [
+            f"keep_keys(datapoint.attributes, {_key_list(view.metric_safe)})",
+            *_routes(view, "datapoint"),
+        ],
+    }
+    exemplar = {
+        "context": "exemplar",
+        "statements": [
+            # The redaction processor does not reach exemplars either.
+            f"keep_keys(exemplar.filtered_attributes, {_key_list(view.metric_safe)})",
+            f'replace_all_patterns(exemplar.filtered_attributes, "value", {_pattern(secrets_pattern())}, "{MASK}")',
+        ],
+    }
+    return {
+        "error_mode": "propagate",
+        "trace_statements": [resource, scope, span, spanevent],
+        "log_statements": [resource, scope, log],
+        "metric_statements": [metric_resource, metric_scope, metric, datapoint, exemplar],
+    }
+
+
+def collector_privacy_config(reg: Registry) -> dict[str, Any]:
+    """The ``processors`` section of the privacy pass, as data."""
+    view = PolicyView.of(reg)
+    return {
+        PSEUDONYMS: _redaction_pseudonyms(view),
+        PSEUDONYM_FORMAT: _transform_pseudonym_format(view),
+        ALLOWLIST: _redaction_allowlist(view),
+        PRIVACY: _transform_privacy(view),
+    }
+
+
+_COMMENTS: Final[dict[str, str]] = {
+    PSEUDONYMS: "Keyed HMAC-SHA256 of pseudonymous attributes that arrive un-hashed.",
+    PSEUDONYM_FORMAT: "Digests written as v<key-id>:<hex>, the gateway's pseudonym shape.",
+    ALLOWLIST: "Fail closed: only registry keys that are not forbidden; secrets masked in every value.",
+    PRIVACY: "Names, bodies, links, exemplars and metric labels (error_mode: propagate).",
+}
+
+_HEADER: Final = """\
+# The Collector's privacy pass: the second, defence-in-depth application of the
+# registry's privacy policy, for data that reaches the Collector without the gateway.
+#
+# GENERATED by `caret-otel semconv generate` from semantic_conventions/registry
+# (semantic_conventions/collector_privacy.py). Do not edit; `caret-otel semconv check`
+# fails when this file is stale.
+#
+# Run it together with the pipelines that use it:
+#   otelcol-caret --config otel-collector-config.yaml --config collector/privacy-pass.yaml
+#
+# Needs ${{env:{key}}} (at least 32 bytes; the Collector refuses to start
+# without it) and optionally ${{env:{key_id}}} (default "{default_id}"): digests are
+# written v<key-id>:<hex>. Give the Python side the same key (id:base64 of the same
+# bytes in CARET_OTEL_PSEUDONYM_KEYS) so that `forget` finds what the Collector hashed.
+#
+# Limits (see docs/operations.md): span links are dropped (no processor can filter
+# their attributes); log-body map keys must be registry keys too; points of one metric
+# that collide after label removal are not merged; coarse values are generalised by the
+# gateway, not here; card numbers are matched by issuer prefix and length (RE2 cannot
+# check Luhn); http.route is scanned without the absolute-path pattern.
+"""
+
+
+class _Dumper(yaml.SafeDumper):
+    """No ``&anchors``: every processor reads on its own."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_collector_privacy(reg: Registry) -> str:
+    """The text of ``collector/privacy-pass.yaml``."""
+    header = _HEADER.format(
+        key=_ENV["hmac_key"], key_id=_ENV["hmac_key_id"], default_id=CollectorConfigEnv.hmac_key_id
+    )
+    out = [header, "processors:"]
+    for name, config in collector_privacy_config(reg).items():
+        body = yaml.dump(
+            {name: config}, Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True
+        )
+        out.append(f"  # {_COMMENTS[name]}")
+        out.extend("  " + line for line in body.rstrip("\n").splitlines())
+    return "\n".join(out) + "\n"
+
+
+def default_collector_privacy_path(reg: Registry) -> Path:
+    return reg.root.parent / "collector" / "privacy-pass.yaml"
