@@ -53,10 +53,10 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from caret_otel.exporters.postgres import rollup
-from caret_otel.otlp import body as otlp_body
 from caret_otel.exporters.postgres.event_rows import EVENT_COLUMNS, AcceptWindow, EventRowBuilder
 from caret_otel.exporters.postgres.loader import Loader
 from caret_otel.exporters.postgres.schema import migrate
+from caret_otel.otlp import body as otlp_body
 from caret_otel.otlp.build import event_record, logs_request
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs
@@ -171,7 +171,9 @@ def zstd(body: bytes) -> bytes:
 def rows_of(builder: EventRowBuilder, body: bytes) -> list[tuple[Any, ...]]:
     """What the exporter does with a protobuf request body before it stores it: inflate
     (the HTTP layer), then read the records straight from the bytes (the service)."""
-    return builder.decode_serialized(otlp_body.inflate(body, "zstd", max_bytes=otlp_body.MAX_INFLATED_BYTES)).rows
+    return builder.decode_serialized(
+        otlp_body.inflate(body, "zstd", max_bytes=otlp_body.MAX_INFLATED_BYTES)
+    ).rows
 
 
 def _with_connection(

@@ -461,7 +461,6 @@ def main() -> int:
         ],
         GATEWAY_CORE,
         {
-            "PYTHONSAFEPATH": "1",
             "CARET_OTEL_INGEST_TOKENS": TOKEN,
             "CARET_OTEL_PSEUDONYM_KEYS": f"b1:{key}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,21 +11,13 @@ HERE = Path(__file__).resolve().parent
 NOT_BENCHMARKS = {"run_all.py", "benchreport.py"}
 
 
-def script_env() -> dict[str, str]:
-    # A script's own folder goes first on sys.path so `import benchreport` works; that is
-    # bench/, not the repo root, so the source folder caret_otel/ cannot shadow the package.
-    env = dict(os.environ)
-    env.pop("PYTHONSAFEPATH", None)
-    return env
-
-
 def main() -> int:
     scripts = sorted(p for p in HERE.glob("*.py") if p.name not in NOT_BENCHMARKS)
     failed = []
     for number, script in enumerate(scripts, start=1):
         print(f"[{number}/{len(scripts)}] {script.name}", flush=True)
         started = time.monotonic()
-        result = subprocess.run([sys.executable, str(script)], check=False, env=script_env())
+        result = subprocess.run([sys.executable, str(script)], check=False)
         print(f"    exit {result.returncode} after {time.monotonic() - started:.0f} s", flush=True)
         if result.returncode != 0:
             failed.append(script.name)

@@ -102,7 +102,7 @@ def start_stub() -> tuple[subprocess.Popen[str], str]:
         [str(cli), "sdk", "provider-stub", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONSAFEPATH": "1"},
+        env=dict(os.environ),
     )
     assert process.stdout is not None
     first = process.stdout.readline()

@@ -4,7 +4,7 @@
 #   docker build -f deploy/collector.Dockerfile -t otelcol-caret .   # from the repo root
 #
 # The configs are not baked in: docker-compose mounts otel-collector-config.yaml and
-# collector/privacy-pass.yaml, so a registry change (semconv generate) needs no rebuild.
+# collector/privacy-pass.yaml, so a registry change (caret-otel generate) needs no rebuild.
 
 FROM golang:1.26 AS build
 ARG COLLECTOR_VERSION=0.161.0

@@ -47,7 +47,7 @@ def caret_otel() -> list[str]:
 
 
 def cli_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONSAFEPATH": "1", "COLUMNS": "200"}
+    return {**os.environ, "COLUMNS": "200"}
 
 
 @dataclass

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from caret_otel.core.errors import CaretOtelError
 from caret_otel.core.version import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class CaretOtelGroup(click.Group):
+    """The one CLI error handler: any :class:`CaretOtelError` a command lets through is
+    printed as ``Error: <message>`` with exit status 1, never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CaretOtelError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(
+    cls=CaretOtelGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="caret-otel")
 def cli() -> None:
     """caret-otel: Caret telemetry, OpenTelemetry-native, privacy first.
@@ -16,6 +33,7 @@ def cli() -> None:
     Examples:
       caret-otel demo                 # whole pipeline, simulated traffic, report
       caret-otel semconv check        # registry and generated files agree
+      caret-otel generate --check     # every generated file is fresh
       caret-otel privacy scrub --input events.jsonl --format events
     """
 
@@ -25,12 +43,14 @@ def _register_commands() -> None:
     from caret_otel.cli.dashboards import dashboards
     from caret_otel.cli.exporter import db, exporter, forget, report, retention
     from caret_otel.cli.gateway import gateway
+    from caret_otel.cli.generate import generate
     from caret_otel.cli.privacy import privacy
     from caret_otel.cli.sdk import sdk
     from caret_otel.cli.semconv import semconv
     from caret_otel.cli.stack import demo, replay, simulate, up
 
     cli.add_command(semconv)
+    cli.add_command(generate)
     for stack_command in (up, demo, simulate, replay):
         cli.add_command(stack_command)
     cli.add_command(privacy)

@@ -15,6 +15,9 @@ from typing import Any, Final
 from caret_otel.dashboards import business, docs, llm_api, pipeline_health, product_usage, rules
 from caret_otel.dashboards.board import to_json
 
+GENERATED_KEY: Final = "x-generated-by"
+"""JSON has no comments: generated dashboards carry this key (Grafana keeps unknown keys)."""
+GENERATED_BY: Final = "caret-otel generate (src/caret_otel/dashboards)"
 DASHBOARD_DIR: Final = Path("grafana") / "dashboards"
 RULES_DIR: Final = Path("prometheus") / "rules"
 RECORDING_RULES: Final = RULES_DIR / "caret-recording.yml"
@@ -42,7 +45,10 @@ def build_dashboards() -> dict[str, dict[str, Any]]:
 def render_all() -> dict[Path, str]:
     """Repository-relative path -> file content, for every generated file."""
     models = build_dashboards()
-    files = {dashboard_path(uid): to_json(model) for uid, model in models.items()}
+    files = {
+        dashboard_path(uid): to_json({**model, GENERATED_KEY: GENERATED_BY})
+        for uid, model in models.items()
+    }
     files[RECORDING_RULES] = rules.recording_file()
     files[ALERT_RULES] = rules.alerts_file()
     files[DASHBOARDS_DOC] = docs.dashboards_doc(models)

@@ -25,6 +25,7 @@ from typing import Any, Final
 import yaml
 
 from caret_otel.core.environment_variables import CARET_OTEL_PROMTOOL_BIN
+from caret_otel.core.errors import ServiceError
 from caret_otel.dashboards import panel_queries as pq
 from caret_otel.dashboards.datasources import BY_TYPE
 from caret_otel.stack.prometheus import unpacked_binary
@@ -46,7 +47,7 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
-class PromtoolMissingError(RuntimeError):
+class PromtoolMissingError(ServiceError):
     """``promtool`` is not installed, so PromQL cannot be checked."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from caret_otel.core.errors import InputError
 from caret_otel.dashboards.datasources import POSTGRES, PROMETHEUS
 
 _VARIABLE: Final = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
@@ -32,7 +33,7 @@ _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SQL_MACROS: Final = ("$__timeFilter", "$__timeFrom", "$__timeTo")
 
 
-class ExpansionError(ValueError):
+class ExpansionError(InputError):
     """A variable without a value, or a macro the expansion does not know."""
 
 

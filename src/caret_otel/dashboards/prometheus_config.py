@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Final
 
+from caret_otel.core.errors import InputError
 from caret_otel.dashboards.paths import repo_root
 
 TEMPLATE_PATH: Final = Path("prometheus") / "prometheus.yml"
@@ -25,7 +26,7 @@ DEFAULTS: Final[dict[str, str]] = {
 }
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """A placeholder without a value, or a value that would break the YAML."""
 
 

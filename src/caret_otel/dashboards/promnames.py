@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from caret_otel.core.errors import InputError
 from caret_otel.semconv.metrics import MetricSpec
 
 # Unit words of the OTel Prometheus translator (UCUM case-sensitive codes).
@@ -61,7 +62,7 @@ HISTOGRAM_SERIES: Final = ("bucket", "sum", "count")
 """The series a histogram becomes; pass one as ``series`` to :func:`prometheus_name`."""
 
 
-class UnknownUnitError(ValueError):
+class UnknownUnitError(InputError):
     """A metric unit the translator table does not cover (so its name would be a guess)."""
 
 

@@ -18,12 +18,13 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.dashboards import panel_queries as pq
 
 ANALYST_ROLE: Final = "caret_analyst"
 
 
-class QueryFailedError(RuntimeError):
+class QueryFailedError(ServiceError):
     """The datasource answered with an error (bad query, missing column, no permission)."""
 
 

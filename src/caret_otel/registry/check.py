@@ -187,9 +187,7 @@ def stale_files(reg: Registry, docs_path: Path | None = None) -> list[Problem]:
         if current != content:
             state = "missing" if current is None else "stale"
             problems.append(
-                Problem(
-                    path.name, "(generated file)", f"{state}; run `caret-otel semconv generate`"
-                )
+                Problem(path.name, "(generated file)", f"{state}; run `caret-otel generate`")
             )
     return problems
 

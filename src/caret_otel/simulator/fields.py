@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 from typing import Final
 
+from caret_otel.core.errors import CaretOtelError
 from caret_otel.semconv.policy import load_policy
 
 FORBIDDEN: Final = "forbidden"
 
 
-class UnknownClientFieldError(LookupError):
+class UnknownClientFieldError(CaretOtelError, LookupError):
     """The registry has no client key for an attribute the simulator wants to send."""
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import orjson
 
+from caret_otel.core.errors import InputError
 from caret_otel.processors.privacy.client_events import USER_ID_HASH
 from caret_otel.simulator.scenario import ClientRequest
 from caret_otel.simulator.sender import DeliveryStats, GatewayClient, Progress
 
 
-class ReplayFileError(ValueError):
+class ReplayFileError(InputError):
     """A line of the file is not a JSON object; the message names the line."""
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from caret_otel.core.errors import InputError
 from caret_otel.semconv.policy import load_policy
 from caret_otel.simulator import planting
 from caret_otel.simulator.behaviour import generate_user_traffic
@@ -27,7 +28,7 @@ MAX_DAYS = load_policy().retention["raw_events_days"] - 1
 DEFAULT_BATCH_SIZE = 50
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """Settings the simulator cannot honour; the message names the setting."""
 
 

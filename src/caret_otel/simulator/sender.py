@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.receivers.gateway.config import DEFAULT_COUNTRY_HEADER
 
 EVENTS_PATH = "/telemetry/events"
@@ -30,7 +31,7 @@ RETRYABLE = frozenset({429, 502, 503, 504})
 MAX_ATTEMPTS = 12
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(ServiceError):
     """The gateway refused a request for a reason retrying cannot fix."""
 
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 import psycopg
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.exporters.postgres.rollup import queue_state
 
 COUNT_EVENTS = "SELECT count(*) FROM raw.events"
 
 
-class CatchUpTimeout(TimeoutError):
+class CatchUpTimeout(ServiceError, TimeoutError):
     """The tables did not reach the expected state in time; the message has the counts."""
 
 

@@ -8,7 +8,7 @@
   is the one place in Python that knows those names, so the test-suite, ``caret-otel
   up`` and the docs cannot drift apart (a test compares it with the YAML).
 * ``collector/privacy-pass.yaml`` - the Collector's privacy pass, generated from the
-  semantic-conventions registry (``caret-otel semconv generate``). The production
+  semantic-conventions registry (``caret-otel generate``). The production
   config's pipelines use its processors, so the two files always run together:
   :func:`config_files` adds it whenever the production config is named.
 * ``collector/sink-config.yaml`` - the stand-in for Tempo and Loki in tests and the
@@ -50,6 +50,7 @@ from caret_otel.contracts.collector import (
     sink_config_path as sink_config_path,
 )
 from caret_otel.core.environment_variables import CARET_OTEL_COLLECTOR_BIN
+from caret_otel.core.errors import ServiceError
 from caret_otel.stack.ports import LOOPBACK
 from caret_otel.stack.process import ManagedProcess, MissingBinaryError
 
@@ -60,7 +61,7 @@ def _config_flags(config: ConfigFiles) -> list[str]:
     return [f"--config={path}" for path in config_files(config)]
 
 
-class CollectorConfigError(RuntimeError):
+class CollectorConfigError(ServiceError):
     """``otelcol-caret validate`` rejected a config; the message has its output."""
 
 

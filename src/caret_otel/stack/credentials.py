@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
 
 SECRETS_DIR: Final = "secrets"
@@ -32,7 +33,7 @@ _PRIVATE_FILE: Final = 0o600
 _PRIVATE_DIR: Final = 0o700
 
 
-class CredentialsError(RuntimeError):
+class CredentialsError(ServiceError):
     """A secret file exists but cannot be used (unreadable, empty, too open)."""
 
 

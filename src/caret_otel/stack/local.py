@@ -41,6 +41,7 @@ from caret_otel.core.environment_variables import (
     CARET_OTEL_DATABASE_URL,
     CARET_OTEL_EXPORTER_LISTEN,
 )
+from caret_otel.core.errors import ServiceError
 from caret_otel.dashboards.prometheus_config import TemplateError, render
 from caret_otel.exporters.postgres.roles import ROLE_PASSWORD_ENVS, set_role_passwords
 from caret_otel.exporters.postgres.schema import MigrationError, migrate
@@ -85,7 +86,7 @@ _CONTROLLED: Final = frozenset(
 )
 
 
-class StackStartError(RuntimeError):
+class StackStartError(ServiceError):
     """The stack could not start; nothing it started is left running."""
 
 
@@ -152,7 +153,6 @@ def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
         for name, value in os.environ.items()
         if name not in _CONTROLLED and not name.startswith(_CONTROLLED_PREFIXES)
     }
-    env["PYTHONSAFEPATH"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -13,6 +13,8 @@ import errno
 import socket
 import threading
 
+from caret_otel.core.errors import ServiceError
+
 LOOPBACK = "127.0.0.1"
 
 # Ports handed out by this process. The kernel may return a port we released a
@@ -22,7 +24,7 @@ _handed_out: set[int] = set()
 _lock = threading.Lock()
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(ServiceError):
     """A port that must be free for a service to start is already taken."""
 
 

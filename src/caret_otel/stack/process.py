@@ -42,16 +42,18 @@ from typing import Self
 
 import httpx
 
+from caret_otel.core.errors import ServiceError
+
 #: A readiness probe: returns True once the service accepts work. It should be
 #: cheap and must not raise for "not yet" (connection refused and the like).
 Probe = Callable[[], bool]
 
 
-class MissingBinaryError(RuntimeError):
+class MissingBinaryError(ServiceError):
     """A program the stack needs is not installed; the message says how to install it."""
 
 
-class ProcessStartError(RuntimeError):
+class ProcessStartError(ServiceError):
     """A service exited or did not become ready in time; the message has its log tail."""
 
 

@@ -20,6 +20,7 @@ import httpx
 
 from caret_otel.contracts.checkout import repo_root
 from caret_otel.core.environment_variables import CARET_OTEL_PROMETHEUS_BIN
+from caret_otel.core.errors import ServiceError
 from caret_otel.stack.ports import LOOPBACK, ensure_port_free, free_port
 from caret_otel.stack.process import ManagedProcess, resolve_executable
 
@@ -38,7 +39,7 @@ storage:
 """
 
 
-class PrometheusQueryError(RuntimeError):
+class PrometheusQueryError(ServiceError):
     """The query API answered with an error (bad PromQL, server trouble)."""
 
 

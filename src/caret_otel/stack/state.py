@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.stack.credentials import StackCredentials
 
 STATE_FILE: Final = "stack.json"
@@ -24,7 +25,7 @@ DEFAULT_DATA_DIR: Final = Path(".caret-otel")
 """Where `caret-otel up` keeps data, logs and secrets unless told otherwise."""
 
 
-class StackNotRunningError(RuntimeError):
+class StackNotRunningError(ServiceError):
     """No running stack was found in the data directory; the message says what to do."""
 
 

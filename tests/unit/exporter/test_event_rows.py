@@ -11,7 +11,6 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from caret_otel.otlp import body as otlp_body
 from caret_otel.exporters.postgres.event_rows import (
     EVENT_COLUMNS,
     INVALID_VALUE,
@@ -23,6 +22,7 @@ from caret_otel.exporters.postgres.event_rows import (
     DecodedEvents,
     EventRowBuilder,
 )
+from caret_otel.otlp import body as otlp_body
 from caret_otel.otlp.build import event_record, logs_request
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs

@@ -1,7 +1,8 @@
-"""The compiled scanner gives exactly the rows protobuf (upb) decoding gives.
+"""The scanner (compiled, or its pure-Python twin) gives exactly the rows protobuf (upb)
+decoding gives.
 
 ``EventRowBuilder.decode_serialized`` reads protobuf bodies with the scanner of
-``exporters/_log_records_scan.pyx``; ``EventRowBuilder.decode`` reads a message parsed
+``_log_records_scan.pyx`` (or ``_log_records_scan_pure.py``); ``EventRowBuilder.decode`` reads a message parsed
 by upb. For any request, valid or not, the two must agree: the same rows, refusals and
 dropped-attribute counts, or both refusing the body.
 """
@@ -22,8 +23,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from caret_otel.exporters.postgres._log_records_scan import scan_log_records
 from caret_otel.exporters.postgres.event_rows import AcceptWindow, DecodedEvents, EventRowBuilder
+from caret_otel.exporters.postgres.fast_paths import scan_log_records
 from caret_otel.otlp.values import python_to_any, unix_nano
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.semconv import attributes as attrs

@@ -114,7 +114,9 @@ def test_otlp_json_with_hex_ids_decodes_like_protobuf() -> None:
     assert record.span_id.hex() == "eee19b7ec3c1b174"
     assert record.time_unix_nano == 1_700_000_000_000_000_000
     assert record.attributes[0].value.int_value == 7
-    again = otlp_body.decode_request(request.SerializeToString(), PROTOBUF, ExportLogsServiceRequest)
+    again = otlp_body.decode_request(
+        request.SerializeToString(), PROTOBUF, ExportLogsServiceRequest
+    )
     assert again == request
 
 
@@ -136,8 +138,13 @@ def test_undecodable_bodies_are_refused_with_400(body: bytes, media: str) -> Non
 
 
 def test_an_empty_body_is_an_empty_request() -> None:
-    assert otlp_body.decode_request(b"", JSON, ExportLogsServiceRequest) == ExportLogsServiceRequest()
-    assert otlp_body.decode_request(b"", PROTOBUF, ExportLogsServiceRequest) == ExportLogsServiceRequest()
+    assert (
+        otlp_body.decode_request(b"", JSON, ExportLogsServiceRequest) == ExportLogsServiceRequest()
+    )
+    assert (
+        otlp_body.decode_request(b"", PROTOBUF, ExportLogsServiceRequest)
+        == ExportLogsServiceRequest()
+    )
 
 
 def test_responses_and_errors_use_the_request_encoding() -> None:
@@ -147,9 +154,15 @@ def test_responses_and_errors_use_the_request_encoding() -> None:
     assert orjson.loads(otlp_body.encode_response(response, JSON)) == {
         "partialSuccess": {"rejectedLogRecords": "2", "errorMessage": "why"}
     }
-    assert ExportLogsServiceResponse.FromString(otlp_body.encode_response(response, PROTOBUF)) == response
-    status = Status.FromString(otlp_body.rpc_status_body(RequestError(503, "unavailable", "down"), PROTOBUF))
-    assert (status.code, status.message) == (14, "down")
-    assert json_format.ParseDict(orjson.loads(otlp_body.rpc_status_body(RequestError(400, "bad_json", "bad"), JSON)), Status()) == (
-        Status(code=3, message="bad")
+    assert (
+        ExportLogsServiceResponse.FromString(otlp_body.encode_response(response, PROTOBUF))
+        == response
     )
+    status = Status.FromString(
+        otlp_body.rpc_status_body(RequestError(503, "unavailable", "down"), PROTOBUF)
+    )
+    assert (status.code, status.message) == (14, "down")
+    assert json_format.ParseDict(
+        orjson.loads(otlp_body.rpc_status_body(RequestError(400, "bad_json", "bad"), JSON)),
+        Status(),
+    ) == (Status(code=3, message="bad"))

@@ -310,7 +310,6 @@ def test_global_configuration_is_idempotent_and_feeds_the_module_helpers(
     env = {
         **{k: v for k, v in os.environ.items() if k not in OTEL_ENV},
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
-        "PYTHONSAFEPATH": "1",
     }
     result = subprocess.run(
         [sys.executable, "-c", GLOBAL_SCRIPT],

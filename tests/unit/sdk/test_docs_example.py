@@ -56,7 +56,6 @@ def test_docs_example_service_runs_and_exports(
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
         "ANTHROPIC_BASE_URL": provider_stub.url,
         "CARET_OTEL_GENAI_PROVIDER_HOSTS": f"{provider_stub.authority}=anthropic",
-        "PYTHONSAFEPATH": "1",
     }
     result = subprocess.run(
         [sys.executable, "-c", RUNNER, str(source)],

@@ -22,6 +22,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from caret_otel.core.errors import InputError
+
 SignalKind = Literal["traces", "logs", "metrics"]
 ExportRequest = ExportTraceServiceRequest | ExportLogsServiceRequest | ExportMetricsServiceRequest
 M = TypeVar("M", bound=Message)
@@ -43,7 +45,7 @@ _KIND_BY_KEY: Final[dict[str, SignalKind]] = {
 DOCUMENT: Final = "document"  # the field named when the document as a whole is wrong
 
 
-class OtlpJsonError(ValueError):
+class OtlpJsonError(InputError):
     """The document is not a valid OTLP/JSON export request; the message says where.
 
     ``field`` is the path of the offending value (``resourceSpans[0]...traceId``) or

@@ -6,7 +6,7 @@ the budget for a whole event at 20,000 events/s on one core. Writing the wire fo
 directly, with the encoded ``KeyValue`` of recurring attribute values cached, costs a
 few µs. Only what the gateway emits is covered: ``ExportLogsServiceRequest`` and
 ``ExportTraceServiceRequest`` with scalar and array attributes. Field numbers are those
-of opentelemetry-proto 1.x; ``tests/unit/gateway/test_protowire.py`` decodes our output
+of opentelemetry-proto 1.x; ``tests/unit/otlp/test_wire.py`` decodes our output
 with the generated classes to keep the two in step.
 """
 
@@ -244,11 +244,3 @@ def export_request(resource_body: bytes, scope_body: bytes, items: Iterable[byte
     scope_block = length_delimited(1, scope_body) + b"".join(items)
     resource_block = length_delimited(1, resource_body) + length_delimited(2, scope_block)
     return length_delimited(1, resource_block)
-
-
-# --- google.rpc.Status (OTLP/HTTP error bodies) ------------------------------------------
-
-
-def rpc_status(code: int, message: str) -> bytes:
-    """An encoded ``google.rpc.Status`` (code = gRPC status code)."""
-    return varint_field(1, code) + string_field(2, message)

@@ -55,6 +55,7 @@ from caret_otel.core.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_SDK_DISABLED,
 )
+from caret_otel.core.errors import ConfigurationError
 from caret_otel.processors.privacy.consent import ConsentStore, InMemoryConsentStore
 from caret_otel.processors.privacy.engine import PrivacyEngine
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
@@ -92,7 +93,7 @@ CUMULATIVE: dict[type, AggregationTemporality] = {
 """Every instrument kind cumulative: the Collector's Prometheus remote write drops deltas."""
 
 
-class SdkConfigurationError(ValueError):
+class SdkConfigurationError(ConfigurationError):
     """``configure()`` cannot honour its arguments or environment; the message says why."""
 
 

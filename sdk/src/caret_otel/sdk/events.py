@@ -28,6 +28,7 @@ import orjson
 from opentelemetry import _logs, metrics
 from opentelemetry.util.types import AttributeValue
 
+from caret_otel.core.errors import InputError
 from caret_otel.core.version import __version__
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
 from caret_otel.semconv import attributes as attrs
@@ -41,7 +42,7 @@ EVENT_ID_HEX_LENGTH = 32
 """128 bits, the same length as the gateway's ids of client events."""
 
 
-class BusinessEventError(ValueError):
+class BusinessEventError(InputError):
     """A helper was called with an unusable value; the message names the argument."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import zlib
 from typing import Protocol
 
+from caret_otel.core.errors import InputError
+
 
 class ChunkDecoder(Protocol):
     def decode(self, chunk: bytes) -> bytes: ...
@@ -51,7 +53,7 @@ class ZlibDecoder:
         return self._decompressor.flush()
 
 
-class UnsupportedEncodingError(ValueError):
+class UnsupportedEncodingError(InputError):
     pass
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from caret_otel.core.environment_variables import CARET_OTEL_GENAI_PROVIDER_HOSTS
+from caret_otel.core.errors import ConfigurationError
 
 PROVIDER_HOSTS_ENV = CARET_OTEL_GENAI_PROVIDER_HOSTS
 """Extra ``host=provider`` entries (comma-separated), merged over the defaults."""
@@ -70,7 +71,7 @@ class GenAIRoute:
     server_port: int
 
 
-class ProviderHostError(ValueError):
+class ProviderHostError(ConfigurationError):
     """An entry of the host -> provider map is malformed; the message names it."""
 
 

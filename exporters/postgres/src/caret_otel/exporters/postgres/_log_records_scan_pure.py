@@ -100,7 +100,8 @@ class _Reader:
                 raise _Malformed("truncated fixed64")
             self.pos += 8
         elif wire_type == _LEN:
-            self.pos += self.length()
+            n = self.length()  # read first: it moves self.pos past the length prefix
+            self.pos += n
         elif wire_type == _I32:
             if self.end - self.pos < 4:
                 raise _Malformed("truncated fixed32")
@@ -218,7 +219,8 @@ def _repeated(r: _Reader, end: int, wanted: int, depth: int, records: list[Scann
         field, wire_type = r.field()
         if field == wanted:
             _expect(wire_type, _LEN)
-            inner_end = r.pos + r.length()
+            n = r.length()  # read first: it moves r.pos past the length prefix
+            inner_end = r.pos + n
             if depth == 0:
                 _repeated(r, inner_end, _RESOURCE_LOGS_SCOPE_LOGS, 1, records)
             elif depth == 1:

@@ -12,6 +12,7 @@ from caret_otel.core.environment_variables import (
     CARET_OTEL_EXPORTER_LISTEN,
     DATABASE_URL,
 )
+from caret_otel.core.errors import ConfigurationError
 
 DATABASE_URL_ENVS: Final = (CARET_OTEL_DATABASE_URL, DATABASE_URL)
 """Where the database URL comes from when no flag gives it (first set wins)."""
@@ -20,7 +21,7 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4320
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """A setting is missing or malformed; the message names it."""
 
 

@@ -34,6 +34,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from caret_otel.core.errors import InputError
 from caret_otel.processors.privacy.pseudonyms import is_pseudonym
 
 from .locks import FORGET_LOCK_KEY, ROLLUP_LOCK_KEY
@@ -48,7 +49,7 @@ CONSENT_TABLE: Final = "privacy.consent"
 MAX_PSEUDONYMS: Final = 64
 
 
-class InvalidDeletionRequest(ValueError):
+class InvalidDeletionRequest(InputError):
     """The request cannot be carried out as given; the message names the field."""
 
 

@@ -303,7 +303,7 @@ class EventRowBuilder:
         scanner: ModuleType = fast_paths.scanner,
         placer: ModuleType = fast_paths.placer,
     ) -> None:
-        # The compiled scanner and placer, or their pure-Python twins (fast_paths).
+        # The compiled scanner and placer, or their pure-Python twins (see fast_paths).
         self._scan_log_records = scanner.scan_log_records
         self._place_fast = placer.place_fast
         self.window = window

@@ -3,14 +3,19 @@
 ``_log_records_scan`` and ``_attribute_fast_paths`` are Cython extensions, built when the
 distribution is installed with a C compiler and Python's headers at hand. Without them
 the pure-Python twins (``*_pure.py``: same results, same errors, slower) are used, and
-the choice is logged once at import. ``tests/unit/exporter`` runs the same cases on both.
+the choice is logged once at import. ``CARET_OTEL_EXPORTER_PURE_PYTHON=1`` forces the
+pure-Python ones (to compare, or to rule the extensions out while debugging); the test
+suite runs the exporter's unit tests once each way.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from types import ModuleType
 from typing import Final
+
+from caret_otel.core.environment_variables import CARET_OTEL_EXPORTER_PURE_PYTHON
 
 from . import _attribute_fast_paths_pure, _log_records_scan_pure
 
@@ -18,6 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def _compiled() -> tuple[ModuleType, ModuleType] | None:
+    if os.environ.get(CARET_OTEL_EXPORTER_PURE_PYTHON) == "1":
+        log.info(
+            "caret-otel exporter: pure-Python fast paths, as %s asks",
+            CARET_OTEL_EXPORTER_PURE_PYTHON,
+        )
+        return None
     try:
         from . import _attribute_fast_paths, _log_records_scan
     except ImportError:
@@ -29,7 +40,7 @@ _found = _compiled()
 COMPILED: Final = _found is not None
 """True when the Cython extensions are in use."""
 scanner, placer = _found or (_log_records_scan_pure, _attribute_fast_paths_pure)
-if not COMPILED:
+if not COMPILED and os.environ.get(CARET_OTEL_EXPORTER_PURE_PYTHON) != "1":
     log.warning(
         "caret-otel exporter: compiled fast paths not built (no C compiler at install "
         "time); using the pure-Python ones, which store rows more slowly. Reinstall with "

@@ -21,6 +21,8 @@ from importlib import resources
 
 import psycopg
 
+from caret_otel.core.errors import ServiceError
+
 from .locks import MIGRATION_LOCK_KEY
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ GRANTS_FILE = "grants.sql"
 _FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<slug>[a-z0-9_]+)\.sql$")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(ServiceError):
     """The migration files or the recorded history are inconsistent."""
 
 

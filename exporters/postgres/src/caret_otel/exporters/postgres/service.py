@@ -36,6 +36,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.semconv.policy import load_policy
 
 from . import retention, rollup, schema
@@ -54,7 +55,7 @@ _TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 _TRANSIENT_STATES = frozenset({"55P03", "55006"})  # lock not available, object in use
 
 
-class Unavailable(Exception):
+class Unavailable(ServiceError):
     """The data was not stored and should be sent again later (HTTP 503)."""
 
 

@@ -22,6 +22,7 @@ from typing import Final
 
 import orjson
 
+from caret_otel.core.errors import InputError
 from caret_otel.processors.privacy import report as reasons
 from caret_otel.processors.privacy.consent import ConsentStore
 from caret_otel.processors.privacy.engine import FORBIDDEN, PrivacyEngine
@@ -61,7 +62,7 @@ _SERVER_SET: Final = frozenset(
 )
 
 
-class ClientEventError(ValueError):
+class ClientEventError(InputError):
     """A client event is malformed: ``field`` names the offending field (dotted path),
     ``reason`` says what is wrong. Never carries the field's value."""
 

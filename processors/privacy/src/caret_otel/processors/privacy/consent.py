@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
+from caret_otel.core.errors import ServiceError
 from caret_otel.semconv import attributes as attrs
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class ConsentStore(Protocol):
     def close(self) -> None: ...
 
 
-class ConsentStoreError(RuntimeError):
+class ConsentStoreError(ServiceError):
     """The consent store cannot answer or record consent (the database is down)."""
 
 

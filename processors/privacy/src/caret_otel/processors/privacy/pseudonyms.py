@@ -25,6 +25,7 @@ from caret_otel.core.environment_variables import (
     CARET_OTEL_PSEUDONYM_KEY_FILE,
     CARET_OTEL_PSEUDONYM_KEYS,
 )
+from caret_otel.core.errors import ConfigurationError
 
 KEYS_ENV = CARET_OTEL_PSEUDONYM_KEYS
 KEY_FILE_ENV = CARET_OTEL_PSEUDONYM_KEY_FILE
@@ -40,7 +41,7 @@ HOW_TO_MAKE_A_KEY = (
 )
 
 
-class PseudonymKeyError(ValueError):
+class PseudonymKeyError(ConfigurationError):
     """The pseudonym keys are missing or malformed; the message says how to fix it."""
 
 

@@ -68,6 +68,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import AnyValue, Attributes
 
+from caret_otel.core.errors import CaretOtelError
 from caret_otel.processors.privacy.consent import USER_ATTRIBUTES, ConsentStore, opted_out_user
 from caret_otel.processors.privacy.engine import PrivacyEngine
 from caret_otel.processors.privacy.report import ScrubReport
@@ -87,7 +88,7 @@ def _otel(attributes: dict[str, object]) -> dict[str, AnyValue]:
     return cast(dict[str, AnyValue], attributes)
 
 
-class PrivacyConfigurationError(RuntimeError):
+class PrivacyConfigurationError(CaretOtelError, RuntimeError):
     """The SDK is wired so that data could leave before the privacy processor sees it."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from caret_otel.core.errors import InputError
 from caret_otel.receivers.gateway.errors import RequestError
 
 # Fields of the client event envelope (telemetry-plan §2.1).
@@ -33,7 +34,7 @@ TIMESTAMP_TOO_OLD = "timestamp_too_old"
 BAD_NUMBER = "bad_number"
 
 
-class EventRejection(Exception):
+class EventRejection(InputError):
     """One event of a batch is refused; the others are still processed."""
 
     def __init__(self, field: str, reason: str, code: str) -> None:

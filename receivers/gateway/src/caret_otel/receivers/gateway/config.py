@@ -37,6 +37,7 @@ from caret_otel.core.environment_variables import (
     OTEL_EXPORTER_OTLP_TIMEOUT,
     OTEL_METRIC_EXPORT_INTERVAL,
 )
+from caret_otel.core.errors import ConfigurationError
 from caret_otel.processors.privacy.pseudonyms import KEY_FILE_ENV, KEYS_ENV
 
 INGEST_TOKENS_ENV = CARET_OTEL_INGEST_TOKENS
@@ -56,7 +57,7 @@ DEFAULT_METRIC_EXPORT_INTERVAL_S = 15.0
 SIGNALS = ("traces", "metrics", "logs")
 
 
-class GatewayConfigError(ValueError):
+class GatewayConfigError(ConfigurationError):
     """A variable is missing or malformed; the message names it and says how to fix it."""
 
 
