@@ -113,8 +113,21 @@ def test_prometheus_accepts_remote_write(compose: dict[str, Any]) -> None:
     assert "--web.enable-remote-write-receiver" in command
 
 
-def test_python_image_builds_the_package() -> None:
+def test_python_image_builds_every_distribution() -> None:
     dockerfile = Path(DEPLOY / "Dockerfile").read_text()
-    for folder in ("caret_otel", "processors", "exporters", "semantic_conventions"):
-        assert f"COPY {folder} ./{folder}" in dockerfile, folder
+    root = DEPLOY.parent
+    distributions = sorted(
+        path.parent.relative_to(root).as_posix()
+        for path in root.glob("*/**/pyproject.toml")
+        if "src" in {p.name for p in path.parent.iterdir()}
+        and not {"build", ".venv", "node_modules"} & set(path.parts)
+    )
+    assert distributions, "no distribution found"
+    copied = set(re.findall(r"^COPY (\S+) \./", dockerfile, re.M))
+    built = re.search(r"for dist in ([^;]+); do", dockerfile)
+    assert built is not None, "the build stage builds no wheels"
+    for folder in distributions:
+        assert folder.split("/")[0] in copied, folder
+        assert folder in built.group(1).split(), folder
+    assert "src" in copied and "." in built.group(1).split()
     assert "python -m build --wheel" in dockerfile

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncIterator, Iterable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 import zstandard
@@ -194,6 +194,16 @@ async def read_body(
     return inflate(raw, coding, max_bytes=max_decompressed_bytes)
 
 
+def parse_json(body: bytes) -> Any:
+    """The JSON document of a request body, or a 400 (``bad_json``) naming the body."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError.bad_request(
+            "bad_json", f"body is not valid JSON ({exc})", field="body"
+        ) from None
+
+
 def _bad_otlp_json(error: OtlpJsonError, name: str) -> RequestError:
     if error.field == DOCUMENT:
         return RequestError.bad_request(
@@ -223,12 +233,7 @@ def decode_request(body: bytes, media: str, message_type: type[M]) -> M:
         return message
     if not body.strip():
         return message
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError.bad_request(
-            "bad_json", f"body is not valid JSON ({exc})", field="body"
-        ) from None
+    document = parse_json(body)
     if not isinstance(document, dict):
         raise RequestError.bad_request(
             "bad_otlp_json", f"body must be a JSON object ({name})", field="body"

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from caret_otel.core.errors import InputError
+from caret_otel.otlp.body import parse_json
 from caret_otel.receivers.gateway.errors import RequestError
 
 # Fields of the client event envelope (telemetry-plan §2.1).
@@ -50,12 +49,7 @@ def parse_envelope(body: bytes, max_events: int) -> tuple[list[Any], bool]:
         raise RequestError.bad_request(
             "empty_body", "body is empty; send a JSON event or array", field="body"
         )
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError.bad_request(
-            "bad_json", f"body is not valid JSON ({exc})", field="body"
-        ) from None
+    document = parse_json(body)
     if isinstance(document, list):
         events, batch = document, True
     elif isinstance(document, dict) and EVENTS in document:

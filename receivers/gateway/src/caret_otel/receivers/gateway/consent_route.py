@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from caret_otel.otlp import body
+from caret_otel.otlp.body import parse_json
 from caret_otel.processors.privacy.consent import ConsentStoreError
 from caret_otel.receivers.gateway import openapi_models as docs
 from caret_otel.receivers.gateway import openapi_spec as spec
@@ -52,12 +53,7 @@ def consent_writer(gateway: Gateway) -> ConsentWriter:
 
 
 def parse_consent(data: bytes) -> tuple[str, bool]:
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError.bad_request(
-            "bad_json", f"body is not valid JSON ({exc})", field="body"
-        ) from None
+    document = parse_json(data)
     if not isinstance(document, dict):
         raise RequestError.unprocessable("body must be a JSON object", field="body")
     user_id_hash = document.get("user_id_hash")
