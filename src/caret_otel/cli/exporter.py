@@ -199,7 +199,7 @@ def retention() -> None:
     \b
     Examples:
       caret-otel retention run
-      caret-otel retention run --now 2026-01-31T00:00:00Z   # what would happen then
+      caret-otel retention run --dry-run --now 2026-01-31T00:00:00Z   # what would happen then
     """
 
 
@@ -207,15 +207,26 @@ def retention() -> None:
 @database_url_option
 @click.option("--now", "now_text", metavar="ISO-TIME", default=None,
               help="Run as if it were this time (UTC if no offset) [default: now].")  # fmt: skip
+@click.option("--dry-run", is_flag=True,
+              help="Run the job in a transaction that is rolled back: report, change nothing.")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Allow a --now in the future without --dry-run (drops what would expire then).")  # fmt: skip
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)  # fmt: skip
-def retention_run(database_url: str | None, now_text: str | None, output: str) -> None:
+def retention_run(
+    database_url: str | None, now_text: str | None, dry_run: bool, force: bool, output: str
+) -> None:
     """Roll up pending events, rebuild the monthly trends, create the coming partitions
     and drop the expired ones (whole partitions, never row by row).
+
+    A --now in the future would drop data that has not expired yet, so it is refused
+    unless --dry-run (see what would happen then) or --force (do it) is given.
 
     \b
     Examples:
       caret-otel retention run --database-url postgresql://...
+      caret-otel retention run --dry-run                      # what would be dropped now
+      caret-otel retention run --dry-run --now 2027-01-31     # ... and on that day
       caret-otel retention run --format json
     """
     import orjson
@@ -232,22 +243,31 @@ def retention_run(database_url: str | None, now_text: str | None, output: str) -
             ) from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
+        if now > datetime.now(UTC) and not (dry_run or force):
+            raise click.BadParameter(
+                f"{now.isoformat()} is in the future: the job would drop data that has not "
+                "expired yet; add --dry-run to see what would happen then, or --force to do it",
+                param_hint="--now",
+            )
     try:
-        with _status("running the retention job"):
-            result = run_retention(_database_url(database_url), now=now)
+        with _status("dry run of the retention job" if dry_run else "running the retention job"):
+            result = run_retention(_database_url(database_url), now=now, dry_run=dry_run)
     except psycopg.Error as exc:
         _fail(f"PostgreSQL: {exc}")
     if output == "json":
         click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return
+    if result.dry_run:
+        click.echo("dry run: nothing was changed; this is what the job would do")
     click.echo(f"as of {result.now.isoformat()}: rolled up {result.rolled_up} event(s)")
     click.echo(
         f"trends rebuilt for: {', '.join(m.strftime('%Y-%m') for m in result.trends_months) or 'none'}"
     )
     click.echo(f"partitions ensured: {len(result.ensured)}")
     click.echo(f"partitions dropped: {len(result.dropped)}")
+    verb = "would drop" if result.dry_run else "dropped"
     for name in result.dropped:
-        click.echo(f"  dropped {name}")
+        click.echo(f"  {verb} {name}")
 
 
 # --- forget -----------------------------------------------------------------------------

@@ -507,9 +507,15 @@ class LocalStack:
                 return None
 
     def stop(self) -> None:
-        """Stop every part, newest first (idempotent); remove ``stack.json``."""
+        """Stop every part, newest first (idempotent); remove ``stack.json``.
+
+        ``stack.json`` is removed only by the instance holding the data directory's lock:
+        a second ``up`` refused because the directory is in use must leave the running
+        stack's state alone (it is how ``simulate``, ``report`` and ``demo`` find it).
+        """
         self._stopping.set()
-        remove_state(self.data_dir)
+        if self._lock_handle is not None:
+            remove_state(self.data_dir)
         while self._stoppers:
             name, stop = self._stoppers.pop()
             self.say(f"stopping {name}")

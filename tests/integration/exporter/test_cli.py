@@ -117,12 +117,47 @@ def test_retention_run_reports_what_it_did(loaded: str) -> None:
     assert result["dropped"] == []
     assert result["ensured"]
     later = (datetime.now(UTC) + timedelta(days=40)).isoformat()
-    code, out = run("retention", "run", "--database-url", loaded, "--now", later)
+    code, out = run("retention", "run", "--database-url", loaded, "--now", later, "--force")
     assert code == 0
     assert "dropped raw.events_p" in out
     code, out = run("retention", "run", "--database-url", loaded, "--now", "yesterday")
     assert code == 2
     assert "--now" in out
+
+
+def raw_state(url: str) -> tuple[object, ...]:
+    rows = query(url, "SELECT count(*) FROM raw.events")[0][0]
+    parts = query(
+        url,
+        "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'raw.events'::regclass",
+    )[0][0]
+    return rows, parts
+
+
+def test_a_future_now_is_refused_without_dry_run_or_force(loaded: str) -> None:
+    before = raw_state(loaded)
+    later = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    code, out = run("retention", "run", "--database-url", loaded, "--now", later)
+    assert code == 2
+    assert "in the future" in out
+    assert "--dry-run" in out
+    assert raw_state(loaded) == before
+
+
+def test_a_dry_run_reports_what_would_go_and_changes_nothing(loaded: str) -> None:
+    before = raw_state(loaded)
+    assert before[0] > 0
+    later = (datetime.now(UTC) + timedelta(days=40)).isoformat()
+    code, out = run("retention", "run", "--database-url", loaded, "--now", later, "--dry-run")
+    assert code == 0, out
+    assert "nothing was changed" in out
+    assert "would drop raw.events_p" in out
+    assert raw_state(loaded) == before
+    code, out = run("retention", "run", "--database-url", loaded, "--dry-run", "--format", "json")
+    assert code == 0
+    assert orjson.loads(out)["dry_run"] is True
+    assert raw_state(loaded) == before
 
 
 def test_every_command_has_help_with_examples() -> None:

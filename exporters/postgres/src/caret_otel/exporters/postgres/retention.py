@@ -46,6 +46,8 @@ class RetentionResult:
     cutoffs: dict[str, date] = field(default_factory=dict)
     """Table -> first day kept."""
     forgotten_digests_pruned: int = 0
+    dry_run: bool = False
+    """True when nothing was changed: the figures say what the job would do."""
 
 
 def cutoff_for(today: date, days: int) -> date:
@@ -60,13 +62,20 @@ def _upcoming(granularity: str, today: date) -> list[date]:
     return [this_month, trends.next_month(this_month)]
 
 
-def run_retention(conninfo: str, *, now: datetime | None = None) -> RetentionResult:
-    """Run the retention job once against ``conninfo``; see the module docstring."""
+def run_retention(
+    conninfo: str, *, now: datetime | None = None, dry_run: bool = False
+) -> RetentionResult:
+    """Run the retention job once against ``conninfo``; see the module docstring.
+
+    With ``dry_run`` the same job runs inside one transaction that is rolled back at the
+    end: the result says exactly what would be rolled up, created and dropped, and
+    nothing is changed (PostgreSQL's DDL is transactional, ``DROP TABLE`` included).
+    """
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
     retention = load_policy().retention
-    result = RetentionResult(now=now)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    result = RetentionResult(now=now, dry_run=dry_run)
+    with psycopg.connect(conninfo, autocommit=not dry_run) as conn:
         result.rolled_up = rollup.roll_up(conn)
         result.trends_months = trends.refresh_trends(conn, as_of=today)
         tables: list[tuple[str, str, str]] = conn.execute(
@@ -89,6 +98,9 @@ def run_retention(conninfo: str, *, now: datetime | None = None) -> RetentionRes
             "DELETE FROM privacy.forgotten_pseudonyms WHERE forgotten_at < %s", (raw_cutoff,)
         )
         result.forgotten_digests_pruned = max(pruned.rowcount, 0)
+        if dry_run:
+            conn.rollback()
+            return result
     if result.dropped:
         log.info("retention dropped %d partition(s): %s", len(result.dropped), result.dropped)
     return result
