@@ -18,8 +18,11 @@ PYX := $(wildcard exporters/postgres/src/caret_otel/exporters/postgres/*.pyx)
 # Debian's prometheus package, unpacked into build/ when the machine has none on PATH
 # (never installed as a system service, so nothing on the machine is started or stopped).
 PROMETHEUS_ROOT := build/prometheus
+# Debian's prometheus-alertmanager (alertmanager + amtool), the same way: the machine's, else
+# the package unpacked into build/alertmanager (no system service is installed or started).
+ALERTMANAGER_ROOT := build/alertmanager
 
-.PHONY: help demo test install collector services generate check lint typecheck unit bench clean
+.PHONY: help demo test install collector services kafka generate check lint typecheck unit bench clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,7 +30,7 @@ help: ## list targets
 demo: install collector services ## run the whole pipeline on simulated traffic and print the analyst report
 	$(BIN)/caret-otel demo
 
-test: install collector services check ## lint, type-check and run every test against real services
+test: install collector services kafka check ## lint, type-check and run every test against real services
 	$(BIN)/pytest
 
 # --- Python ---------------------------------------------------------------------------------
@@ -59,8 +62,21 @@ $(COLLECTOR): collector/builder-config.yaml | $(BUILDER)
 
 collector: $(COLLECTOR) ## build our Collector (rebuilt only when collector/builder-config.yaml changes)
 
+# --- Apache Kafka (the two-tier Collector topology; docs/operations.md) -----------------------
+# Kafka 4 (KRaft, no ZooKeeper) from Maven Central: kafka/pom.xml names the broker and its
+# tools; Maven copies them and their dependencies into build/kafka/ (re-run only when the pom
+# changes). Needs Java 17 and Maven.
+KAFKA_JARS := build/kafka/.copied
+$(KAFKA_JARS): kafka/pom.xml
+	@command -v mvn >/dev/null && command -v java >/dev/null || { echo "error: Kafka needs Maven and Java 17; install them with: apt-get install -y maven openjdk-17-jre-headless" >&2; exit 1; }
+	rm -rf build/kafka && mkdir -p build/kafka
+	cd kafka && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/build/kafka
+	@touch $@
+
+kafka: $(KAFKA_JARS) ## Apache Kafka's jars into build/kafka/ (for the two-tier Collector tests and `up --kafka`)
+
 # --- System services the tests and the demo run ---------------------------------------------
-services: ## Prometheus and promtool: the machine's, or Debian's package unpacked into build/
+services: ## Prometheus, promtool, Alertmanager and amtool: the machine's, or Debian's packages unpacked into build/
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then prometheus --version 2>&1 | head -n1; \
 	elif [ -x $(PROMETHEUS_ROOT)/usr/bin/prometheus ]; then $(PROMETHEUS_ROOT)/usr/bin/prometheus --version 2>&1 | head -n1; \
 	else \
@@ -68,6 +84,14 @@ services: ## Prometheus and promtool: the machine's, or Debian's package unpacke
 	    && dpkg-deb -x "$$(ls build/debs/prometheus_*.deb | head -n1)" $(PROMETHEUS_ROOT) \
 	    && $(PROMETHEUS_ROOT)/usr/bin/prometheus --version 2>&1 | head -n1 \
 	  || { echo "error: Prometheus is missing; install it with: sudo apt-get update && sudo apt-get install -y prometheus" >&2; exit 1; }; \
+	fi
+	@if { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; } && command -v amtool >/dev/null; then amtool --version 2>&1 | head -n1; \
+	elif [ -x $(ALERTMANAGER_ROOT)/usr/bin/prometheus-alertmanager ]; then $(ALERTMANAGER_ROOT)/usr/bin/amtool --version 2>&1 | head -n1; \
+	else \
+	  { [ "$$(id -u)" != 0 ] || apt-get update -qq; } && mkdir -p build/debs && (cd build/debs && apt-get download -qq prometheus-alertmanager) \
+	    && dpkg-deb -x "$$(ls build/debs/prometheus-alertmanager_*.deb | head -n1)" $(ALERTMANAGER_ROOT) \
+	    && $(ALERTMANAGER_ROOT)/usr/bin/amtool --version 2>&1 | head -n1 \
+	  || { echo "error: Alertmanager is missing; install it with: sudo apt-get update && sudo apt-get install -y prometheus-alertmanager" >&2; exit 1; }; \
 	fi
 
 # --- Checks ---------------------------------------------------------------------------------

@@ -59,6 +59,10 @@ class RunningStack:
     process: subprocess.Popen[bytes]
     summaries: list[dict[str, Any]]
     """``simulate --summary-json`` of the clean run, then of the planted-secrets run."""
+    extra_stored_events: int = 0
+    """Rows other tests added to ``raw.events`` on purpose (the docs blocks post events)."""
+    extra_deletion_requests: int = 0
+    """Deletions other tests recorded on purpose (a docs block runs `caret-otel forget`)."""
 
     # --- endpoints and credentials ----------------------------------------------------------
     @property
@@ -125,7 +129,8 @@ class RunningStack:
 
     @property
     def expected_stored_events(self) -> int:
-        return sum(int(s["expected_stored_events"]) for s in self.summaries)
+        simulated = sum(int(s["expected_stored_events"]) for s in self.summaries)
+        return simulated + self.extra_stored_events
 
     @property
     def needles(self) -> list[str]:

@@ -35,8 +35,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from caret_otel.dashboards.promnames import prometheus_label
+from caret_otel.dashboards.promnames import prometheus_label, prometheus_name
 from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import metrics as registry_metrics
 from caret_otel.stack import CollectorProcess, PrometheusServer, SinkConfigEnv
 from caret_otel.stack import collector as collector_mod
 from caret_otel.stack.ports import free_port, is_listening
@@ -96,8 +97,13 @@ def _sdk_send(collector: RunningCollector) -> Sent:
             trace_id = format(span.get_span_context().trace_id, "032x")
 
         meter = meter_provider.get_meter("caret-otel.tests")
-        requests = meter.create_counter("caret.test.requests", unit="{request}")
-        duration = meter.create_histogram("caret.test.duration", unit="s")
+        # Registry metrics: only those go on (filter/registry_metrics); the noise does not.
+        starts, task_duration = (
+            registry_metrics.CARET_TASK_STARTS,
+            registry_metrics.CARET_TASK_DURATION,
+        )
+        requests = meter.create_counter(starts.name, unit=starts.unit)
+        duration = meter.create_histogram(task_duration.name, unit=task_duration.unit)
         noise = meter.create_counter("test.noise", unit="{thing}")
         requests.add(3, {RUN_KEY: run_id})
         duration.record(0.25, {RUN_KEY: run_id})
@@ -153,7 +159,7 @@ def test_collector_is_healthy_and_listens(collector: RunningCollector) -> None:
 
 def test_metrics_reach_prometheus(sent: Sent, prometheus: PrometheusServer) -> None:
     selector = f'{{{prometheus_label(RUN_KEY)}="{sent.run_id}"}}'
-    counter = prometheus.wait_for(f"caret_test_requests_total{selector}")
+    counter = prometheus.wait_for(prometheus_name(registry_metrics.CARET_TASK_STARTS) + selector)
     assert _value(counter) == 3
     series = counter[0]["metric"]
     # service.name/service.instance.id become job/instance; the environment is copied
@@ -168,10 +174,13 @@ def test_metrics_reach_prometheus(sent: Sent, prometheus: PrometheusServer) -> N
     assert info[0]["metric"]["deployment_environment_name"] == "test"
     assert info[0]["metric"]["telemetry_sdk_language"] == "python"
 
-    assert _value(prometheus.wait_for(f"caret_test_duration_seconds_count{selector}")) == 2
-    assert _value(prometheus.wait_for(f"caret_test_duration_seconds_sum{selector}")) == 1.75
-    # Non-business metrics are observability data and go to Prometheus too.
-    assert _value(prometheus.wait_for(f"test_noise_total{selector}")) == 1
+    task_duration = registry_metrics.CARET_TASK_DURATION
+    count = prometheus.wait_for(prometheus_name(task_duration, "count") + selector)
+    assert _value(count) == 2
+    assert _value(prometheus.wait_for(prometheus_name(task_duration, "sum") + selector)) == 1.75
+    # A metric the registry does not know goes nowhere (it was exported in the same
+    # SDK requests as the series that arrived, so it would be here by now).
+    assert prometheus.query(f"test_noise_total{selector}") == []
 
 
 def test_span_reaches_the_tempo_sink(sent: Sent, sink_collector: SinkCollector) -> None:
@@ -203,19 +212,20 @@ def test_business_leg_gets_only_caret_events_and_metrics(
     event = business_sink.wait_for_log_record(lambda r: _has_run(r, sent.run_id))
     assert event.name == sent.event_name
     assert event.body == "business event body"
+    starts, task_duration = registry_metrics.CARET_TASK_STARTS, registry_metrics.CARET_TASK_DURATION
     metric = business_sink.wait_for_metric(
-        lambda r: r.name == "caret.test.requests" and _metric_has_run(r, sent.run_id)
+        lambda r: r.name == starts.name and _metric_has_run(r, sent.run_id)
     )
-    assert metric.data["unit"] == "{request}"
+    assert metric.data["unit"] == starts.unit
     business_sink.wait_for_metric(
-        lambda r: r.name == "caret.test.duration" and _metric_has_run(r, sent.run_id)
+        lambda r: r.name == task_duration.name and _metric_has_run(r, sent.run_id)
     )
     # The noise was exported in the same SDK requests as the business data that has
     # arrived, so had the filters let it through it would be here by now.
     logs = [r for r in business_sink.log_records() if _has_run(r, sent.run_id)]
     assert [r.name for r in logs] == [sent.event_name]
     metrics = {r.name for r in business_sink.metrics() if _metric_has_run(r, sent.run_id)}
-    assert metrics == {"caret.test.requests", "caret.test.duration"}
+    assert metrics == {starts.name, task_duration.name}
     # Spans never go to the business leg.
     assert not business_sink.traces_path.exists() or not business_sink.spans()
 

@@ -83,7 +83,7 @@ def check_command(root: Path | None) -> None:
         str(p) for p in lint.lint_all(list(generate.build_dashboards().values()), base, tool)
     ]
     click.echo("promtool check rules ...", err=True)
-    rule_files = (generate.RECORDING_RULES, generate.ALERT_RULES)
+    rule_files = (generate.RECORDING_RULES, generate.ALERT_RULES, generate.SLO_RULES)
     errors += _promtool(tool, "rules", *(str(base / p) for p in rule_files))
     click.echo("promtool check config ...", err=True)
     with tempfile.TemporaryDirectory(prefix="caret-prom-") as tmp:
@@ -161,9 +161,10 @@ def prometheus_config_command(
 @click.option(
     "--since",
     type=click.IntRange(min=1),
-    default=60,
-    show_default=True,
-    help="Minutes of history the queries cover (the dashboard time range).",
+    default=None,
+    help="Minutes of history the queries cover [default: each dashboard's own time range, "
+    "what a user sees first: 30 days for the business dashboard, so a 28-day simulation "
+    "is in view].",
 )
 @click.option(
     "--role",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import click
+import psycopg
 
 from caret_otel.receivers.gateway.config import ENV_HELP, GatewayConfig, GatewayConfigError
 
@@ -62,16 +63,25 @@ def gateway(host: str, port: int, migrate: bool, log_level: str, check: bool) ->
         config = GatewayConfig.from_env()
     except GatewayConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if log_level != "debug":
+        # httpx logs every export request to the Collector at INFO: hundreds of lines of
+        # success. Failures are logged by the exporter itself.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     _describe(config, host, port)
     if check:
         _check_keys()
+        if config.database_url:
+            _check_database(config.database_url)
         click.echo("configuration ok")
         return
     if migrate and config.database_url:
         click.echo("applying database migrations ...")
         from caret_otel.exporters.postgres.schema import migrate as apply_migrations
 
-        applied = apply_migrations(config.database_url)
+        try:
+            applied = apply_migrations(config.database_url)
+        except psycopg.Error as exc:
+            raise click.ClickException(_database_problem(exc)) from None
         click.echo(f"  {len(applied)} migration(s) applied" if applied else "  schema is current")
     from caret_otel.processors.privacy.consent import ConsentStoreError
     from caret_otel.processors.privacy.pseudonyms import PseudonymKeyError
@@ -83,8 +93,40 @@ def gateway(host: str, port: int, migrate: bool, log_level: str, check: bool) ->
         runtime = build_gateway(config)
     except (PseudonymKeyError, ConsentStoreError) as exc:
         raise click.ClickException(str(exc)) from None
+    except psycopg.Error as exc:
+        raise click.ClickException(_database_problem(exc)) from None
+    if config.database_url:
+        _register_key_fingerprints(config.database_url)
     click.echo(f"listening on http://{host}:{port} (Ctrl-C to stop)")
     serve(runtime, host, port, log_level=log_level)
+
+
+def _database_problem(exc: psycopg.Error) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"the database of DATABASE_URL is not usable: {first}"
+
+
+def _check_database(url: str) -> None:
+    """--check connects: a configuration whose database is unreachable is not fine."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise click.ClickException(_database_problem(exc)) from None
+    click.echo("  database:          reachable")
+
+
+def _register_key_fingerprints(url: str) -> None:
+    """Record which keys write here, so `caret-otel forget` can refuse other keys."""
+    from caret_otel.exporters.postgres.key_fingerprints import register
+    from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+
+    try:
+        register(url, Pseudonymizer.from_env())
+    except psycopg.Error as exc:  # an older schema: forget falls back to key ids
+        logging.getLogger(__name__).warning(
+            "pseudonym key fingerprints not recorded: %s", _database_problem(exc)
+        )
 
 
 def _check_keys() -> None:

@@ -40,25 +40,32 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # Imported here so `caret-otel --help` lists every command from one place.
+    from caret_otel.cli.behaviour import churn, funnel
+    from caret_otel.cli.capacity import capacity
     from caret_otel.cli.dashboards import dashboards
+    from caret_otel.cli.experiments import experiments
     from caret_otel.cli.exporter import db, exporter, forget, report, retention
     from caret_otel.cli.gateway import gateway
     from caret_otel.cli.generate import generate
     from caret_otel.cli.privacy import privacy
     from caret_otel.cli.sdk import sdk
     from caret_otel.cli.semconv import semconv
-    from caret_otel.cli.stack import demo, replay, simulate, up
+    from caret_otel.cli.stack import demo, env, replay, simulate, up
 
+    cli.add_command(capacity)
     cli.add_command(semconv)
     cli.add_command(generate)
-    for stack_command in (up, demo, simulate, replay):
+    for stack_command in (up, demo, simulate, replay, env):
         cli.add_command(stack_command)
     cli.add_command(privacy)
     cli.add_command(dashboards)
     cli.add_command(sdk)
     cli.add_command(gateway)
+    cli.add_command(experiments)
     for command in (exporter, db, retention, forget, report):
         cli.add_command(command)
+    cli.add_command(funnel)
+    cli.add_command(churn)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -29,6 +30,12 @@ from caret_otel.processors.privacy.pseudonyms import (
     parse_keys,
 )
 from caret_otel.processors.privacy.report import ScrubReport
+from caret_otel.receivers.gateway.client_batch import (
+    EventRejection,
+    check_time_window,
+    unix_nanos,
+)
+from caret_otel.receivers.gateway.config import IngestLimits
 from caret_otel.semconv.policy import load_policy
 
 OPTED_OUT = "opted_out"
@@ -225,6 +232,16 @@ class _LineScrubber:
         if event is None:
             result["signals"] = []
             result["dropped"] = [{"signal": "log", "reason": OPTED_OUT, "count": 1}]
+            return
+        try:  # the gateway's time window: what it would refuse is not shown as accepted
+            check_time_window(
+                unix_nanos(event.timestamp),
+                time.time_ns(),
+                IngestLimits().max_clock_skew_s,
+                self._engine.policy.retention["raw_events_days"],
+            )
+        except EventRejection as exc:
+            result["error"] = {"field": exc.field, "reason": exc.reason}
             return
         result["signals"] = [
             {

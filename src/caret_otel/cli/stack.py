@@ -119,6 +119,13 @@ def _print_ready(stack: LocalStack, info: StackInfo) -> None:
         f"OTLP {info.collector_otlp_http_url}, gRPC {info.collector_otlp_grpc_endpoint}",
     )
     table.add_row("prometheus", info.prometheus_url or "not running (not installed)")
+    if info.prometheus_url:
+        table.add_row(
+            "alertmanager",
+            f"{stack.alertmanager_url}  (alerts, silences; routing: docs/alerts.md)"
+            if stack.alertmanager_url
+            else "not running (not installed)",
+        )
     table.add_row("postgresql", f"{db.host}:{db.port}/{db.dbname}")
     table.add_row("traces/logs", f"{Path(info.sink_traces_path).parent}/ (Tempo/Loki stand-in)")
     table.add_row("logs", info.logs_dir)
@@ -134,20 +141,23 @@ def _print_ready(stack: LocalStack, info: StackInfo) -> None:
     data_dir = info.data_dir
     example = _write_example_event(Path(data_dir))
     _out.print("\n[bold]Try next[/bold] (in another terminal):")
-    _out.print(f"  caret-otel simulate --data-dir {data_dir} --users 50 --days 7")
+    _out.print(f"  {command_path()} simulate --data-dir {data_dir} --users 50 --days 7")
     _out.print(
         f'  curl -H "Authorization: Bearer $(cat {credentials.ingest_token_file})" '
         f"-H 'Content-Type: application/json' {info.gateway_url}/telemetry/events -d @{example}"
     )
-    if db.analyst_password_file:
-        _out.print(
-            "  DATABASE_URL=postgresql://caret_analyst:$(cat "
-            f"{db.analyst_password_file})@{db.host}:{db.port}/{db.dbname} caret-otel report"
-        )
+    _out.print(f"  {command_path()} report --data-dir {data_dir}")
+    _out.print(
+        f'  eval "$({command_path()} env --data-dir {data_dir})"   # exports for a service (docs/sdk.md)'
+    )
     if info.prometheus_url:
         _out.print(
             f"  open {info.prometheus_url}/graph  (e.g. gen_ai_client_operation_duration_seconds_count)"
         )
+    _out.print(
+        "  dashboards: the local stack runs no Grafana; to see them in one of your own, "
+        "see docs/local-stack.md (Dashboards)"
+    )
     _out.print("Ctrl-C stops everything.")
 
 
@@ -195,6 +205,12 @@ def _write_example_event(data_dir: Path) -> Path:
 )
 @click.option("--no-prometheus", is_flag=True, help="Run without Prometheus.")
 @click.option(
+    "--kafka",
+    is_flag=True,
+    help="Two Collector tiers with Kafka (KRaft) between them instead of one Collector "
+    "(edge: privacy pass -> Kafka; processing: Kafka -> the stores). Needs `make kafka`.",
+)
+@click.option(
     "--no-fsync",
     is_flag=True,
     help="Throw-away data: embedded PostgreSQL without fsync (faster; tests, demos).",
@@ -208,19 +224,22 @@ def up(
     collector_port: int | None,
     database_url: str | None,
     no_prometheus: bool,
+    kafka: bool,
     no_fsync: bool,
 ) -> None:
     """Start the whole local stack and supervise it until Ctrl-C or SIGTERM.
 
     Gateway, business exporter, PostgreSQL (embedded unless DATABASE_URL), our
-    Collector, Prometheus (when installed) and the sink Collector standing in for Tempo
-    and Loki. Ingest/admin tokens and the pseudonym key are generated into DATA_DIR/secrets
+    Collector, Prometheus and Alertmanager (when installed; alert receivers from the
+    CARET_OTEL_ALERT_* variables, see docs/alerts.md) and the sink Collector standing in
+    for Tempo and Loki. Ingest/admin tokens and the pseudonym key are generated into DATA_DIR/secrets
     on first run. If a part crashes, the stack is shut down and the exit status is 1.
 
     \b
     Examples:
       caret-otel up                                  # free ports, data in .caret-otel/
       caret-otel up --gateway-port 8080              # a fixed gateway port
+      caret-otel up --kafka                          # edge and processing Collectors, Kafka between
       DATABASE_URL=postgresql://admin:...@db/caret caret-otel up
     """
     ports = StackPorts(gateway_port, exporter_port, prometheus_port, postgres_port, collector_port)
@@ -230,6 +249,7 @@ def up(
         database_url=database_url,
         prometheus=False if no_prometheus else None,
         fsync=not no_fsync,
+        kafka=kafka,
         say=_say,
     )
     crash = None
@@ -349,6 +369,10 @@ def simulate(
     from caret_otel.simulator.run import RunOptions
     from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
 
+    # Find the stack first: generating the traffic takes a while, and is wasted without it.
+    info = None
+    if not dry_run:
+        info = _stack_or_none(data_dir, needed=endpoint is None or token_file is None)
     settings = ScenarioSettings(users, days, seed, plant_secrets, batch_size)
     with _err.status("generating traffic..."):
         scenario = build_scenario(settings)
@@ -364,7 +388,6 @@ def simulate(
         _say(f"wrote {count:,} events to {dump_events}")
     if dry_run:
         return
-    info = _stack_or_none(data_dir, needed=endpoint is None or token_file is None)
     target = _target(
         info, endpoint, token_file, admin_token_file, otlp_endpoint, pseudonym_key_file,
         server_side=not no_server_side,
@@ -581,6 +604,7 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
       caret-otel demo --users 500 --days 28  # more history
       make demo                              # venv, Collector build, Prometheus, then this
     """
+    from caret_otel.simulator.experiments import DEMO_EXPERIMENT
     from caret_otel.simulator.run import RunOptions
     from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
 
@@ -600,7 +624,9 @@ def demo(data_dir: Path, users: int, days: int, seed: int, keep_data: bool, time
             for warning in stack.warnings:
                 _err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
             with _err.status("generating traffic..."):
-                scenario = build_scenario(ScenarioSettings(users, days, seed))
+                scenario = build_scenario(
+                    ScenarioSettings(users, days, seed, experiment=DEMO_EXPERIMENT)
+                )
             target = _target(info, None, None, None, None, None, server_side=True)
             options = RunOptions(provider_call_share=DEMO_PROVIDER_CALL_SHARE)
             summary = _run(scenario, target, options)
@@ -658,9 +684,16 @@ def _demo_results(
         report,
         start=scenario.window_start.date(),
         end=datetime.now(UTC).date(),
+        tables=(),
         output="table",
+        output_dir=None,
         database_url=info.database.analyst_dsn(),
+        data_dir=None,
     )
+    _print_experiment(info)
+    from caret_otel.cli.behaviour import print_demo_behaviour
+
+    print_demo_behaviour(info.database.analyst_dsn(), scenario.window_start, datetime.now(UTC))
     genai_series = _prometheus_series(info)
     table = Table(title="demo summary", title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")
@@ -686,6 +719,17 @@ def _demo_results(
     return 0
 
 
+def _print_experiment(info: StackInfo) -> None:
+    """The simulated experiment's result (docs/experiments.md), as `experiments analyze`."""
+    from caret_otel.cli.experiments import analyze
+    from caret_otel.simulator.experiments import DEMO_EXPERIMENT
+
+    click.get_current_context().invoke(
+        analyze, key=DEMO_EXPERIMENT, directory=None, output="table", no_cuped=False,
+        database_url=info.database.analyst_dsn(), data_dir=None,
+    )  # fmt: skip
+
+
 def _prometheus_series(info: StackInfo) -> str:
     if not info.prometheus_url:
         return "Prometheus is not running"
@@ -697,3 +741,70 @@ def _prometheus_series(info: StackInfo) -> str:
     except (PrometheusQueryError, TimeoutError) as exc:
         return f"none yet ({exc})"
     return f"{result[0]['value'][1]} (gen_ai_client_operation_duration_seconds)"
+
+
+# --- env --------------------------------------------------------------------------------------
+def command_path() -> str:
+    """How to call caret-otel as the README does: ``.venv/bin/caret-otel`` from the
+    checkout when this is that virtualenv's script, else plain ``caret-otel``."""
+    import sys
+
+    script = Path(sys.executable).with_name("caret-otel")
+    if script.is_file():
+        with contextlib.suppress(ValueError):
+            return str(script.relative_to(Path.cwd()))
+    return "caret-otel"
+
+
+def stack_exports(info: StackInfo, *, grafana: bool) -> list[tuple[str, str]]:
+    """The variables a service (or a Grafana) needs for the running local stack."""
+    from caret_otel.core import environment_variables as names
+
+    credentials = info.credentials
+    exports = [
+        (names.OTEL_EXPORTER_OTLP_ENDPOINT, info.collector_otlp_http_url),
+        (names.CARET_OTEL_PSEUDONYM_KEY_FILE, str(credentials.pseudonym_key_file)),
+    ]
+    if grafana:
+        db = info.database
+        exports += [
+            (names.CARET_GRAFANA_PROMETHEUS_URL, info.prometheus_url or ""),
+            (names.CARET_GRAFANA_POSTGRES_HOST, f"{db.host}:{db.port}"),
+            (names.CARET_GRAFANA_POSTGRES_DB, db.dbname),
+        ]
+    return exports
+
+
+@click.command("env")
+@data_dir_option
+@click.option("--grafana", is_flag=True,
+              help="Also the datasource variables of grafana/provisioning (Prometheus, "
+              "PostgreSQL) and the analyst password, for a Grafana of your own.")  # fmt: skip
+def env(data_dir: Path, grafana: bool) -> None:
+    """Print shell exports for talking to the running local stack (`caret-otel up`).
+
+    The Collector's OTLP/HTTP endpoint (its port is chosen at start) and the pseudonym
+    key file the stack's gateway uses, so a service's telemetry pseudonymises users as
+    the gateway does. Secrets are referenced by file, or read with $(cat FILE), never
+    printed.
+
+    \b
+    Examples:
+      eval "$(caret-otel env)"                       # then run a service using caret_otel.sdk
+      eval "$(caret-otel env --grafana)"             # then start Grafana (docs/local-stack.md)
+      caret-otel env --data-dir /tmp/stack
+    """
+    from shlex import quote
+
+    from caret_otel.core import environment_variables as names
+
+    info = _stack_or_none(data_dir, needed=True)
+    assert info is not None
+    for name, value in stack_exports(info, grafana=grafana):
+        click.echo(f"export {name}={quote(value)}")
+    if grafana:
+        password_file = info.database.analyst_password_file
+        if password_file:
+            click.echo(f'export {names.CARET_ANALYST_PASSWORD}="$(cat {quote(password_file)})"')
+        if not info.prometheus_url:
+            click.echo("# Prometheus is not running: the Prometheus panels stay empty", err=True)

@@ -34,6 +34,9 @@ from caret_otel.core.environment_variables import (
     CARET_OTEL_COLLECTOR_STORAGE_DIR,
     CARET_OTEL_COLLECTOR_TELEMETRY_HOST,
     CARET_OTEL_COLLECTOR_TELEMETRY_PORT,
+    CARET_OTEL_KAFKA_BROKERS,
+    CARET_OTEL_KAFKA_CONSUMER_GROUP,
+    CARET_OTEL_KAFKA_TOPIC_PREFIX,
     CARET_OTEL_LOKI_ENDPOINT,
     CARET_OTEL_PROMETHEUS_REMOTE_WRITE_URL,
     CARET_OTEL_SINK_GRPC_ENDPOINT,
@@ -47,7 +50,6 @@ from caret_otel.core.environment_variables import (
     CARET_OTEL_TEMPO_ENDPOINT,
     CARET_OTEL_TEMPO_INSECURE,
 )
-from caret_otel.stack.ports import LOOPBACK, free_port
 
 
 def default_config_path() -> Path:
@@ -60,6 +62,18 @@ def privacy_pass_path() -> Path:
     return repo_root() / "collector" / "privacy-pass.yaml"
 
 
+def edge_config_path() -> Path:
+    """``collector/edge-config.yaml``: the edge tier of the two-tier topology (OTLP in,
+    the privacy pass, Kafka out)."""
+    return repo_root() / "collector" / "edge-config.yaml"
+
+
+def processing_config_path() -> Path:
+    """``collector/processing-config.yaml``: the processing tier (Kafka in, one consumer
+    group per signal, the routing of the production config)."""
+    return repo_root() / "collector" / "processing-config.yaml"
+
+
 ConfigFiles = Path | Sequence[Path]
 """One config file, or several that the Collector merges in order (``--config`` each)."""
 
@@ -67,18 +81,22 @@ ConfigFiles = Path | Sequence[Path]
 def config_files(config: ConfigFiles) -> tuple[Path, ...]:
     """The files to pass as ``--config`` for ``config``.
 
-    The production config (:func:`default_config_path`) never runs without the privacy
-    pass its pipelines refer to, so naming it alone means both files. Other configs
+    The production config (:func:`default_config_path`) and the two tiers
+    (:func:`edge_config_path`, :func:`processing_config_path`) never run without the
+    privacy pass their pipelines refer to, so naming one alone means it and the pass. Other configs
     (the sink, a test's variant) run as given; a variant of the production config lists
     :func:`privacy_pass_path` itself.
     """
     files = (config,) if isinstance(config, os.PathLike) else tuple(map(Path, config))
     if not files:
         raise ValueError("no Collector config file given")
-    main = default_config_path().resolve()
+    needs_privacy = {
+        path.resolve()
+        for path in (default_config_path(), edge_config_path(), processing_config_path())
+    }
     privacy = privacy_pass_path().resolve()
     resolved = [f.resolve() for f in files]
-    if main in resolved and privacy not in resolved:
+    if needs_privacy.intersection(resolved) and privacy not in resolved:
         files = (*files, privacy_pass_path())
     return files
 
@@ -92,6 +110,24 @@ def _env_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# caret_otel.stack imports this module, so its port helpers are imported when called.
+def _loopback() -> str:
+    from caret_otel.stack.ports import LOOPBACK
+
+    return LOOPBACK
+
+
+def _free_port() -> int:
+    from caret_otel.stack.ports import free_port
+
+    return free_port()
+
+
+def _listener() -> str:
+    """``host:port`` of a fresh loopback port."""
+    return f"{_loopback()}:{_free_port()}"
 
 
 class _ConfigEnv:
@@ -205,11 +241,11 @@ class CollectorConfigEnv(_ConfigEnv):
         key is made (pseudonyms then differ from run to run; production sets its own).
         """
         listeners: dict[str, Any] = {
-            "grpc_endpoint": f"{LOOPBACK}:{free_port()}",
-            "http_endpoint": f"{LOOPBACK}:{free_port()}",
-            "health_endpoint": f"{LOOPBACK}:{free_port()}",
-            "telemetry_host": LOOPBACK,
-            "telemetry_port": free_port(),
+            "grpc_endpoint": _listener(),
+            "http_endpoint": _listener(),
+            "health_endpoint": _listener(),
+            "telemetry_host": _loopback(),
+            "telemetry_port": _free_port(),
             "hmac_key": secrets.token_urlsafe(48),
         }
         return cls(**{**listeners, **fields})
@@ -218,6 +254,46 @@ class CollectorConfigEnv(_ConfigEnv):
     def telemetry_url(self) -> str:
         """The Collector's own Prometheus metrics page."""
         return f"http://{self.telemetry_host}:{self.telemetry_port}/metrics"
+
+
+@dataclass(frozen=True)
+class KafkaTierEnv:
+    """The Kafka inputs of the two-tier configs, on top of :class:`CollectorConfigEnv`.
+
+    ``collector/edge-config.yaml`` and ``collector/processing-config.yaml`` read the
+    variables of :class:`CollectorConfigEnv` they need (same names, same defaults) and
+    these. Topics are ``<topic_prefix>.logs``, ``.metrics`` and ``.traces``; every
+    processing Collector joins ``<consumer_group>.logs`` (and ``.metrics``, ``.traces``).
+    """
+
+    #: Bootstrap brokers, comma separated (``host:port,host:port``).
+    brokers: str = "127.0.0.1:9092"
+    #: Prefix of the three topics (one per signal).
+    topic_prefix: str = "caret-otel"
+    #: Prefix of the processing tier's consumer groups (one per signal topic).
+    consumer_group: str = "caret-otel-processing"
+
+    ENV_NAMES: ClassVar[Mapping[str, str]] = {
+        "brokers": CARET_OTEL_KAFKA_BROKERS,
+        "topic_prefix": CARET_OTEL_KAFKA_TOPIC_PREFIX,
+        "consumer_group": CARET_OTEL_KAFKA_CONSUMER_GROUP,
+    }
+    #: The signals, each with its own topic and consumer group.
+    SIGNALS: ClassVar[tuple[str, ...]] = ("logs", "metrics", "traces")
+
+    def as_env(self) -> dict[str, str]:
+        return {name: _env_text(getattr(self, field)) for field, name in self.ENV_NAMES.items()}
+
+    def topic(self, signal: str) -> str:
+        """The topic of ``signal`` (``logs``, ``metrics``, ``traces``)."""
+        if signal not in self.SIGNALS:
+            raise ValueError(f"signal {signal!r}: use one of {', '.join(self.SIGNALS)}")
+        return f"{self.topic_prefix}.{signal}"
+
+    def group(self, signal: str) -> str:
+        """The processing tier's consumer group for ``signal``'s topic."""
+        self.topic(signal)  # validates the signal
+        return f"{self.consumer_group}.{signal}"
 
 
 @dataclass(frozen=True)
@@ -251,9 +327,9 @@ class SinkConfigEnv(_ConfigEnv):
     def in_dir(cls, directory: Path, **fields: Any) -> SinkConfigEnv:
         """Free loopback ports; the three files under ``directory``."""
         values: dict[str, Any] = {
-            "grpc_endpoint": f"{LOOPBACK}:{free_port()}",
-            "http_endpoint": f"{LOOPBACK}:{free_port()}",
-            "health_endpoint": f"{LOOPBACK}:{free_port()}",
+            "grpc_endpoint": _listener(),
+            "http_endpoint": _listener(),
+            "health_endpoint": _listener(),
             "traces_path": str(directory / "traces.jsonl"),
             "logs_path": str(directory / "logs.jsonl"),
             "metrics_path": str(directory / "metrics.jsonl"),

@@ -95,6 +95,12 @@ def collection_success_ratio(window: str) -> str:
     log records the gateway then lost (permanent Collector rejection, shutdown). Events of
     opted-out users are neither: dropping them is the correct outcome.
     """
+    return f"1 - {collection_error_ratio(window)}"
+
+
+def collection_error_ratio(window: str) -> str:
+    """Share of received client events that were *not* collected (the SLO's error ratio;
+    see :func:`collection_success_ratio`)."""
     rejected = q.or_zero(q.sum_rate(sm.GATEWAY_EVENTS_REJECTED, (), window))
     lost = q.or_zero(
         q.sum_rate(
@@ -104,7 +110,25 @@ def collection_success_ratio(window: str) -> str:
         )
     )
     accepted = q.sum_rate(sm.GATEWAY_EVENTS_ACCEPTED, (), window)
-    return f"1 - {q.ratio(f'({rejected}) + ({lost})', f'{accepted} + ({rejected})')}"
+    return q.ratio(f"({rejected}) + ({lost})", f"{accepted} + ({rejected})")
+
+
+def gateway_slow_ratio(window: str, threshold_seconds: float) -> str:
+    """Share of ingest requests that took longer than ``threshold_seconds`` (the latency
+    SLO's error ratio: "p99 < 100 ms" = at most 1 % of requests slower than 100 ms).
+    ``threshold_seconds`` must be a bucket boundary of the gateway's histogram."""
+    routes = q.match(sm.LABEL_ROUTE, sm.GATEWAY_INGEST_ROUTES_REGEX)
+    fast = q.sum_rate(
+        q.selector(
+            sm.GATEWAY_REQUEST_DURATION_BUCKET, routes, q.eq("le", f"{threshold_seconds:g}")
+        ),
+        (),
+        window,
+    )
+    total = q.sum_rate(
+        q.selector(sm.GATEWAY_REQUEST_DURATION_BUCKET, routes, q.eq("le", "+Inf")), (), window
+    )
+    return f"1 - {q.ratio(fast, total)}"
 
 
 # --- the pipeline behind the gateway ------------------------------------------------------------

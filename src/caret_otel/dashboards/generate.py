@@ -12,8 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from caret_otel.dashboards import business, docs, llm_api, pipeline_health, product_usage, rules
+from caret_otel.dashboards import behaviour as behaviour_board
+from caret_otel.dashboards import (
+    business,
+    docs,
+    llm_api,
+    pipeline_health,
+    product_usage,
+    rules,
+    slo,
+)
+from caret_otel.dashboards import experiments as experiments_board
 from caret_otel.dashboards.board import to_json
+from caret_otel.stack import alertmanager
 
 GENERATED_KEY: Final = "x-generated-by"
 """JSON has no comments: generated dashboards carry this key (Grafana keeps unknown keys)."""
@@ -22,6 +33,8 @@ DASHBOARD_DIR: Final = Path("grafana") / "dashboards"
 RULES_DIR: Final = Path("prometheus") / "rules"
 RECORDING_RULES: Final = RULES_DIR / "caret-recording.yml"
 ALERT_RULES: Final = RULES_DIR / "caret-alerts.yml"
+SLO_RULES: Final = RULES_DIR / "caret-slo.yml"
+ALERTMANAGER_CONFIG: Final = alertmanager.CONFIG_PATH
 DASHBOARDS_DOC: Final = Path("docs") / "dashboards.md"
 ALERTS_DOC: Final = Path("docs") / "alerts.md"
 
@@ -30,6 +43,9 @@ DASHBOARDS: Final[dict[str, Callable[[], dict[str, Any]]]] = {
     product_usage.UID: product_usage.build,
     business.UID: business.build,
     pipeline_health.UID: pipeline_health.build,
+    slo.UID: slo.build,
+    behaviour_board.UID: behaviour_board.build,
+    experiments_board.UID: experiments_board.build,
 }
 
 
@@ -51,6 +67,8 @@ def render_all() -> dict[Path, str]:
     }
     files[RECORDING_RULES] = rules.recording_file()
     files[ALERT_RULES] = rules.alerts_file()
+    files[SLO_RULES] = rules.slo_file()
+    files[ALERTMANAGER_CONFIG] = alertmanager.checked_in_config()
     files[DASHBOARDS_DOC] = docs.dashboards_doc(models)
     files[ALERTS_DOC] = docs.alerts_doc(rules.alerts())
     return files

@@ -28,6 +28,8 @@ PM_LEGEND = "{{" + x.PROVIDER + "}} / {{" + x.MODEL + "}}"
 
 API_ERRORS = prometheus_name(metrics.CARET_API_ERRORS)
 CARET_TOKENS = prometheus_name(metrics.CARET_TOKENS)
+API_COST = prometheus_name(metrics.CARET_API_COST)
+HTTP_STATUS = prometheus_label(attrs.HTTP_RESPONSE_STATUS_CODE)
 CARET_TOKEN_TYPE = prometheus_label(attrs.CARET_TOKEN_TYPE)
 TOKEN_USAGE_BUCKET = prometheus_name(metrics.GEN_AI_CLIENT_TOKEN_USAGE, "bucket")
 DURATION = metrics.GEN_AI_CLIENT_OPERATION_DURATION.name
@@ -116,7 +118,13 @@ def build() -> dict[str, Any]:
             "reqps",
             Prom(q.sum_rate(q.selector(API_ERRORS, *FILTERS), (x.PROVIDER, x.ERROR_TYPE), W),
                  "{{" + x.PROVIDER + "}} {{" + x.ERROR_TYPE + "}}"),
-            width=24,
+        ),
+        graph(
+            "Client-reported provider errors by HTTP status",
+            f"{metrics.CARET_API_ERRORS.name} per second by {attrs.HTTP_RESPONSE_STATUS_CODE}: "
+            "Cline 2026 task.provider_api_error and Caret 0.4.x extension.message alike.",
+            "reqps",
+            Prom(q.sum_rate(q.selector(API_ERRORS, *FILTERS), (HTTP_STATUS,), W), "{{" + HTTP_STATUS + "}}"),
         ),
     )  # fmt: skip
     board.row(
@@ -130,7 +138,8 @@ def build() -> dict[str, Any]:
         ),
         graph(
             "Client-reported tokens by type (with prompt cache)",
-            f"{metrics.CARET_TOKENS.name} per second by type: input, output, cache_read, cache_write.",
+            f"{metrics.CARET_TOKENS.name} per second by type: input (including cache reads and "
+            "writes), output, cache_read, cache_write; each request counted once.",
             "short",
             Prom(q.sum_rate(q.selector(CARET_TOKENS, *FILTERS), (CARET_TOKEN_TYPE,), W), "{{" + CARET_TOKEN_TYPE + "}}"),
             stacked=True,
@@ -142,6 +151,16 @@ def build() -> dict[str, Any]:
             Prom(q.quantile(0.95, q.selector(TOKEN_USAGE_BUCKET, *FILTERS), (x.TOKEN_TYPE, x.MODEL), W),
                  "{{" + x.TOKEN_TYPE + "}} {{" + x.MODEL + "}}"),
             width=24,
+        ),
+    )  # fmt: skip
+    board.row(
+        "Cost",
+        graph(
+            "Client-reported cost by model",
+            f"{metrics.CARET_API_COST.name}: USD per hour the clients reported, per provider and model.",
+            "currencyUSD",
+            Prom(f"3600 * {q.sum_rate(q.selector(API_COST, *FILTERS), BY_PROVIDER_MODEL, W)}", PM_LEGEND),
+            stacked=True, width=24,
         ),
     )  # fmt: skip
     board.row(

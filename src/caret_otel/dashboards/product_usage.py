@@ -64,6 +64,44 @@ GROUP BY language
 ORDER BY 2 DESC
 """
 
+# Real clients (issue 15): editors, OS families, feedback, checkpoints and modes.
+HOST_APPS_SQL = """
+SELECT host_app AS "host app", os_family AS "OS", sum(users) AS "user-days", sum(events) AS events
+FROM analytics.host_app_daily
+WHERE $__timeFilter(day)
+GROUP BY host_app, os_family
+ORDER BY 3 DESC
+"""
+
+FEEDBACK_SQL = """
+SELECT provider, model, sum(thumbs_up) AS "thumbs up", sum(thumbs_down) AS "thumbs down",
+       round(sum(thumbs_up)::numeric / nullif(sum(thumbs_up) + sum(thumbs_down), 0), 3) AS "up rate"
+FROM analytics.feedback_by_model
+WHERE $__timeFilter(day)
+GROUP BY provider, model
+ORDER BY 3 + 4 DESC
+"""
+
+CHECKPOINT_MODE_SQL = """
+SELECT feature, action, sum(uses) AS uses, sum(users) AS "user-days"
+FROM analytics.checkpoint_mode_daily
+WHERE $__timeFilter(day)
+GROUP BY feature, action
+ORDER BY 3 DESC
+"""
+
+
+# Provider error rate by HTTP status from the real clients' events: task.provider_api_error
+# (Cline 2026) and extension.message / extension.error (Caret 0.4.x) over requests.
+PROVIDER_ERRORS_SQL = """
+SELECT provider, model, status, error_type AS "error type", sum(errors) AS errors,
+       sum(requests) AS requests, round(avg(error_rate), 4) AS "error rate"
+FROM analytics.provider_errors_daily
+WHERE $__timeFilter(day)
+GROUP BY provider, model, status, error_type
+ORDER BY errors DESC
+"""
+
 
 def build() -> dict[str, Any]:
     board = Board(
@@ -137,5 +175,24 @@ def build() -> dict[str, Any]:
              "short", Sql(LANGUAGES_SQL)),
         graph("Sign-ups by channel and plan", "New accounts per minute by sign-up channel and plan.", "opm",
               Prom(per_minute(q.sum_rate(q.selector(SIGNUPS, ENV), (CHANNEL, PLAN), W)), legend(CHANNEL, PLAN))),
+    )  # fmt: skip
+    board.row(
+        "Editors, feedback, checkpoints",
+        grid("Editors and OS families",
+             "User-days and events per host app (VS Code, Cursor, ...) and OS family, one person "
+             "counted once across login (analytics.host_app_daily).", "short", Sql(HOST_APPS_SQL)),
+        grid("Feedback per model",
+             "Thumbs up / down on task results and the thumbs-up rate, per model of the task "
+             "(analytics.feedback_by_model).", "short", Sql(FEEDBACK_SQL)),
+        grid("Checkpoints and mode switches",
+             "Checkpoint operations (commit, diff, restore) and plan/act switches "
+             "(analytics.checkpoint_mode_daily).", "short", Sql(CHECKPOINT_MODE_SQL)),
+    )  # fmt: skip
+    board.row(
+        "Provider errors seen by users",
+        grid("Provider error rate by status (client events)",
+             "Errors / (requests + errors) per provider, model and HTTP status, from the "
+             "clients' own reports (analytics.provider_errors_daily); the live rate is on "
+             "the LLM API dashboard.", "short", Sql(PROVIDER_ERRORS_SQL), width=24),
     )  # fmt: skip
     return board.build()

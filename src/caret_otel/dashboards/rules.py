@@ -8,6 +8,7 @@ quiet when it should. Runbooks are in ``docs/alerts.md``, one section per alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -258,6 +259,272 @@ def alerts() -> list[Alert]:
             ),
         ),
     ]  # fmt: skip
+
+
+# --- service-level objectives: error budgets and multi-window, multi-burn-rate alerts ---------
+
+SLO_PERIOD: Final = "30d"
+"""The error budget's period: an objective of 99 % allows 1 % bad events per 30 days."""
+SLO_PERIOD_SECONDS: Final = 30 * 86400
+SLO_WINDOWS: Final[dict[str, int]] = {
+    "5m": 300,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "6h": 21600,
+    "1d": 86400,
+    "3d": 259200,
+}
+"""Nominal window -> seconds. Recording-rule names keep the nominal window whatever the
+:class:`RuleTiming`, so alerts and dashboards never change with it."""
+SLO_LABEL: Final = "slo"
+BURN_LABEL: Final = "burn"
+
+
+def prometheus_duration(seconds: float) -> str:
+    """``3600`` -> ``"1h"``, ``90`` -> ``"90s"``; at least ``"1s"``."""
+    whole = max(1, round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+@dataclass(frozen=True)
+class RuleTiming:
+    """How fast the SLO rules react.
+
+    ``speedup`` divides every rate window and every pending (``for``) duration of the SLO
+    rules; production uses 1. The end-to-end alerting test renders the *same* rules with
+    ``speedup=60`` (the 1 h window becomes 60 s, the 5 m window 5 s) and a 1 s evaluation
+    interval, so a burn pages within seconds - the rules are not rewritten for the test.
+    """
+
+    speedup: float = 1.0
+    evaluation_interval: str = EVALUATION_INTERVAL
+
+    def __post_init__(self) -> None:
+        if not self.speedup > 0:
+            raise ValueError(f"speedup must be positive, got {self.speedup!r}")
+
+    def window(self, nominal: str) -> str:
+        """The real range of a nominal SLO window (``"1h"`` -> ``"1m"`` at speedup 60)."""
+        return prometheus_duration(SLO_WINDOWS[nominal] / self.speedup)
+
+    def duration(self, seconds: float) -> str:
+        return prometheus_duration(seconds / self.speedup)
+
+
+DEFAULT_TIMING: Final = RuleTiming()
+
+
+@dataclass(frozen=True)
+class BurnWindows:
+    """One multi-window condition: the error ratio over ``long`` *and* over ``short``
+    exceed ``factor`` x the error budget (Google SRE workbook, chapter 5)."""
+
+    long: str
+    short: str
+    factor: float
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """Fast burn pages (critical), slow burn opens a ticket (warning)."""
+
+    kind: str
+    severity: str
+    pending_seconds: int
+    windows: tuple[BurnWindows, ...]
+    meaning: str
+
+
+BURN_ALERTS: Final = (
+    BurnAlert(
+        "fast", "critical", 120,
+        (BurnWindows("1h", "5m", 14.4), BurnWindows("6h", "30m", 6)),
+        "2 % of the 30-day error budget spent in one hour (or 5 % in six hours)",
+    ),
+    BurnAlert(
+        "slow", "warning", 900,
+        (BurnWindows("1d", "2h", 3), BurnWindows("3d", "6h", 1)),
+        "10 % of the 30-day error budget spent in one day (or in three days)",
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A service-level objective on a ratio of bad to all events.
+
+    ``error_ratio(window)`` is the PromQL of the share of bad events over ``window``
+    (labels ``by`` kept); ``objective`` the share that must be good.
+    """
+
+    name: str
+    title: str
+    objective: float
+    error_ratio: Callable[[RuleTiming, str], str]
+    by: tuple[str, ...]
+    what: str
+    runbook: tuple[str, ...]
+    level: str = "caret"
+    """The ``level`` part of the recording-rule names (the labels kept)."""
+
+    @property
+    def budget(self) -> float:
+        return 1 - self.objective
+
+    @property
+    def alert_stem(self) -> str:
+        return "CaretSLO" + "".join(part.title() for part in self.name.split("_"))
+
+    def record(self, window: str) -> str:
+        return f"{self.level}:slo_{self.name}:error_ratio_rate{window}"
+
+    def alert_name(self, burn: BurnAlert) -> str:
+        return f"{self.alert_stem}Burn{burn.kind.title()}"
+
+
+def _pipeline_lag_bad(timing: RuleTiming) -> str:
+    """1 while the end-to-end lag estimate is above the KPI, else 0 (recorded each
+    evaluation: the lag SLO counts bad *time*, not bad events)."""
+    return (
+        f"({x.pipeline_lag(timing.window('5m'))}) > bool {x.OBJECTIVES.pipeline_lag_max_seconds:g}"
+    )
+
+
+PIPELINE_LAG_BAD: Final = "caret:slo_pipeline_lag:over_objective"
+
+
+def slos() -> list[Slo]:
+    """The plan's KPIs as SLOs (thresholds from :data:`expressions.OBJECTIVES`)."""
+    o = x.OBJECTIVES
+    return [
+        Slo(
+            "collection_success", "Collection success", o.collection_success_min,
+            lambda _t, w: x.collection_error_ratio(w), (),
+            "client events not collected",
+            (
+                "Open *SLOs* and *Pipeline health*, panel Client events by outcome: which rejection "
+                "reason grew, or are accepted events lost on the way to the Collector?",
+                "invalid_* reasons after a client release: a client bug; the rejected field is named "
+                "in the 4xx body the client got.",
+                "Lost items: the Collector rejected data permanently; its log says why.",
+            ),
+        ),
+        Slo(
+            "ingest_latency", "Ingest latency", 0.99,
+            lambda _t, w: x.gateway_slow_ratio(w, o.gateway_p99_max_seconds), (),
+            f"ingest requests slower than {o.gateway_p99_max_seconds * 1000:.0f} ms (KPI: p99 below that)",
+            (
+                "Open *Pipeline health*, row Gateway: which route is slow, and is the export queue full?",
+                "A Collector refusing data (memory limiter) or a full export queue slows answers.",
+                "CPU-bound: add gateway instances behind the load balancer.",
+            ),
+        ),
+        Slo(
+            "pipeline_lag", "Pipeline delay", 0.99,
+            lambda _t, w: f"avg_over_time({PIPELINE_LAG_BAD}[{w}])", (),
+            f"time with an end-to-end delay above {o.pipeline_lag_max_seconds / 60:.0f} min",
+            (
+                "Open *Pipeline health*, panel End-to-end lag by stage: queue wait or rollups?",
+                "Queue wait: the business exporter is slow or down; the queue is on disk, nothing is lost.",
+                "Rollups: check the exporter's log for rollup failures and PostgreSQL for locks.",
+            ),
+        ),
+        Slo(
+            "provider_errors", "Provider calls", 1 - o.provider_error_ratio_max,
+            lambda _t, w: x.genai_error_ratio(w, (x.ENVIRONMENT, x.PROVIDER)),
+            (x.ENVIRONMENT, x.PROVIDER),
+            "LLM provider calls that fail",
+            (
+                "Open *LLM API performance*, row Errors: which error type dominates (timeout, 429, 5xx)?",
+                "429: over the provider's rate limit; 5xx or timeout: the provider's status page.",
+                "A provider outage burns this budget without any fault of ours: announce it to users.",
+            ),
+            level="env_provider",
+        ),
+    ]  # fmt: skip
+
+
+def _threshold(slo: Slo, factor: float) -> str:
+    return f"{factor * slo.budget:.6g}"
+
+
+def slo_alerts(timing: RuleTiming = DEFAULT_TIMING) -> list[Alert]:
+    """Two alerts per SLO: fast burn (pages) and slow burn (ticket), each the ``or`` of
+    two long-and-short window conditions, so a burn fires quickly and a blip - which
+    raises the short window only, or the long one too little - does not."""
+    found = []
+    for slo in slos():
+        for burn in BURN_ALERTS:
+            conditions = [
+                f"({slo.record(w.long)} > {_threshold(slo, w.factor)}"
+                f" and {slo.record(w.short)} > {_threshold(slo, w.factor)})"
+                for w in burn.windows
+            ]
+            pairs = "; ".join(f"{w.factor:g}x over {w.long} and {w.short}" for w in burn.windows)
+            found.append(
+                Alert(
+                    slo.alert_name(burn),
+                    " or ".join(conditions),
+                    timing.duration(burn.pending_seconds),
+                    burn.severity,
+                    f"{slo.title} SLO, {burn.kind} burn: {{{{ $value | humanizePercentage }}}} "
+                    f"bad (budget {slo.budget:.0%})",
+                    f"{slo.title} burns its {SLO_PERIOD} error budget too fast: {burn.meaning} "
+                    f"({pairs}). Bad: {slo.what}; objective {slo.objective:.0%} good.",
+                    runbook=slo.runbook,
+                    labels={SLO_LABEL: slo.name, BURN_LABEL: burn.kind},
+                )
+            )
+    return found
+
+
+def slo_recording_rules(timing: RuleTiming = DEFAULT_TIMING) -> list[dict[str, str]]:
+    rules = [{"record": PIPELINE_LAG_BAD, "expr": _pipeline_lag_bad(timing)}]
+    for slo in slos():
+        rules += [
+            # ">= 0" drops the NaN of a window without any event (0/0): no traffic means no
+            # ratio (absent), so budget and burn panels average over real samples only.
+            {
+                "record": slo.record(nominal),
+                "expr": f"({slo.error_ratio(timing, timing.window(nominal))}) >= 0",
+            }
+            for nominal in SLO_WINDOWS
+        ]
+    return rules
+
+
+def slo_file(timing: RuleTiming = DEFAULT_TIMING) -> str:
+    """``prometheus/rules/caret-slo.yml`` (with ``timing``: the same rules, faster)."""
+    # One group: its rules run in order, so each alert compares the ratios recorded in the
+    # same evaluation (two groups would run concurrently, one evaluation apart at worst).
+    groups = [
+        {
+            "name": "caret-slo",
+            "interval": timing.evaluation_interval,
+            "rules": [*slo_recording_rules(timing), *(a.rule() for a in slo_alerts(timing))],
+        },
+    ]
+    what = "SLO recording rules and burn-rate alerts"
+    if timing != DEFAULT_TIMING:
+        what += f" (timing sped up {timing.speedup:g}x)"
+    return _render(what, groups)
+
+
+#: Alerts an ``CaretIngestionStopped`` makes fire as a consequence; Alertmanager mutes
+#: them while it fires (alertmanager/alertmanager.yml, inhibit_rules).
+INGESTION_STOPPED: Final = "CaretIngestionStopped"
+
+
+def caused_by_ingestion_stopped() -> list[str]:
+    collection = next(s for s in slos() if s.name == "collection_success")
+    return [
+        "CaretCollectionSuccessLow",
+        *(collection.alert_name(b) for b in BURN_ALERTS),
+    ]
 
 
 def recording_file() -> str:

@@ -10,6 +10,7 @@ analyst role Grafana's datasource uses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -71,9 +72,14 @@ class PrometheusApi:
         else:
             # Grafana's step: with it, consecutive $__rate_interval windows cover the range.
             step = pq.grafana_step(time_range)
+            # Points are start, start + step, ...: count back from the end, so the last
+            # point is the end itself and a series that began minutes ago is seen (with a
+            # 7-day range the step is 10 minutes, longer than Prometheus' 5-minute lookback).
+            span = time_range.end.timestamp() - time_range.start.timestamp()
+            start = time_range.end.timestamp() - math.ceil(span / step) * step
             params = {
                 "query": expr,
-                "start": f"{time_range.start.timestamp():.3f}",
+                "start": f"{start:.3f}",
                 "end": end,
                 "step": f"{step}s",
             }

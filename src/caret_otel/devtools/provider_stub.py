@@ -14,7 +14,8 @@ Each request chooses its behaviour with headers:
                               (a provider error event mid-stream); ``stream-stall`` (stop
                               sending mid-stream for ``x-stub-delay`` seconds);
                               ``bad-gzip`` (a stream labelled gzip but sent plain)
-``x-stub-reply``              the assistant text (default ``Hello from the stub``)
+``x-stub-reply``              the assistant text, percent-encoded UTF-8 (headers are
+                              ASCII; default ``Hello from the stub``)
 ``x-stub-usage``              ``input,output,cache_read,cache_creation`` token counts
                               (default ``11,7,5,3``; see :class:`StubUsage`)
 ``x-stub-gzip``               ``1``: gzip the body (streamed bodies too)
@@ -41,6 +42,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import uvicorn
@@ -109,7 +111,7 @@ async def _ask(request: Request) -> _Ask:
         stream=bool(body.get("stream", False)),
         include_usage=bool(stream_options.get("include_usage", False)),
         scenario=headers.get("x-stub-scenario", "ok"),
-        reply=headers.get("x-stub-reply", DEFAULT_REPLY),
+        reply=unquote(headers.get("x-stub-reply", DEFAULT_REPLY)),
         usage=StubUsage.from_header(headers.get("x-stub-usage")),
         delay=float(headers.get("x-stub-delay", "2")),
         gzip=headers.get("x-stub-gzip") == "1",

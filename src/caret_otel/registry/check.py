@@ -6,6 +6,7 @@ so a failing check tells the author exactly what to fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from caret_otel.registry.model import (
     PRIVACY_CLASSES,
     Problem,
     Registry,
+    Shape,
 )
 
 Rule = Callable[[Registry], Iterable[Problem]]
@@ -161,8 +163,131 @@ def rule_references(reg: Registry) -> Iterable[Problem]:
                 )
 
 
+# Python `re` syntax that Go's RE2 (the Collector's OTTL) rejects or reads differently.
+_NOT_RE2 = (
+    (re.compile(r"\(\?<?[=!]"), "lookahead/lookbehind"),
+    (re.compile(r"\(\?>"), "atomic groups"),
+    (re.compile(r"\(\?P="), "named backreferences"),
+    (re.compile(r"\(\?\("), "conditionals"),
+    (re.compile(r"\(\?#"), "comments"),
+    (re.compile(r"(?<!\\)\\[1-9]"), "backreferences"),
+    (re.compile(r"(?<!\\)\\Z"), "\\Z (use $)"),
+    (re.compile(r"(?<!\\)[*+?}]\+"), "possessive quantifiers"),
+)
+_REPEAT_RE = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+RE2_MAX_REPEAT = 1000
+
+
+def re2_problems(pattern: str) -> list[str]:
+    """Why ``pattern`` is not an expression both Python (ASCII) and RE2 accept alike."""
+    problems = []
+    try:
+        re.compile(pattern, re.ASCII)
+    except re.error as exc:
+        problems.append(f"not a valid regular expression: {exc}")
+    for construct, what in _NOT_RE2:
+        if construct.search(pattern):
+            problems.append(f"uses {what}, which RE2 does not support")
+    for match in _REPEAT_RE.finditer(pattern):
+        bounds = [int(b) for b in match.groups() if b]
+        if any(b > RE2_MAX_REPEAT for b in bounds):
+            problems.append(f"repeat count above {RE2_MAX_REPEAT} (RE2's limit)")
+    return problems
+
+
+def _shape_expressions(shape: Shape) -> list[tuple[str, str]]:
+    out = [("pattern", shape.pattern)] if shape.pattern is not None else []
+    return out + [(f"deny[{i}]", d) for i, d in enumerate(shape.deny)]
+
+
+def rule_value_shapes(reg: Registry) -> Iterable[Problem]:
+    """Every public string that is not free text has a shape; shapes are valid RE2 and
+    Python alike; every example of a shaped attribute matches its shape."""
+    from caret_otel.semconv.policy import ValueShape  # the runtime matcher itself
+
+    for shape in reg.shapes.values():
+        for where, expression in _shape_expressions(shape):
+            for message in re2_problems(expression):
+                yield Problem(shape.file, f"shape {shape.name}.{where}", message)
+    for attr in reg.attributes.values():
+        where = f"attribute {attr.name}.annotations.caret.shape"
+        is_string = attr.type in ("string", "string[]")
+        if attr.privacy == "public" and is_string and not attr.free_text and not attr.shape:
+            yield Problem(
+                attr.file,
+                where,
+                "every public string attribute that is not free text needs a shape "
+                "(a name from value_shapes.yaml, {enum: [...]} or {pattern: '...'})",
+            )
+        if attr.shape and (attr.free_text or not is_string):
+            yield Problem(attr.file, where, "only non-free-text string attributes take a shape")
+        own = reg.shapes.get(attr.shape or "")
+        if own is None or any(re2_problems(e) for _, e in _shape_expressions(own)):
+            continue
+        matcher = ValueShape(
+            own.name,
+            max_length=own.max_length,
+            enum=own.enum,
+            pattern=own.pattern,
+            deny=own.deny,
+        )
+        for example in attr.examples:
+            values = example if isinstance(example, list) else [example]
+            for value in values:
+                if not matcher.matches(str(value)):
+                    yield Problem(
+                        attr.file,
+                        f"attribute {attr.name}.examples",
+                        f"example {value!r} does not match shape {own.name}",
+                    )
+
+
 def rule_loaded(reg: Registry) -> Iterable[Problem]:
     return list(reg.problems)
+
+
+DIAGNOSTIC_PREFIX = "caret.diagnostic."
+"""Log-only events live here: the Collector keeps this prefix off the business leg."""
+
+
+def rule_client_events(reg: Registry) -> Iterable[Problem]:
+    """Every client event type maps to one event; log-only events and only they are
+    named under ``caret.diagnostic.*``; not-collected keys are not also attributes' keys
+    of the event's own per-event mapping."""
+    owner: dict[str, str] = {}
+    for event in reg.events.values():
+        where = f"event {event.name}.annotations.caret"
+        for client in event.client_events:
+            if client in owner:
+                yield Problem(
+                    event.file,
+                    f"{where}.client_event",
+                    f"{client} is also mapped by {owner[client]}",
+                )
+            owner[client] = event.name
+        if (event.handling == "log") != event.name.startswith(DIAGNOSTIC_PREFIX):
+            yield Problem(
+                event.file,
+                f"{where}.handling",
+                f"log-only events, and only they, are named {DIAGNOSTIC_PREFIX}*",
+            )
+        own = {key for key, _, _ in event.properties}
+        for key, reason in event.not_collected:
+            if key in own:
+                yield Problem(event.file, f"{where}.not_collected.{key}", "also in properties")
+            if not reason:
+                yield Problem(event.file, f"{where}.not_collected.{key}", "say why")
+        for _, name, _ in event.properties:
+            if name not in event.attributes:
+                yield Problem(
+                    event.file, f"{where}.properties", f"{name} is not an attribute of the event"
+                )
+        if (
+            event.client_events
+            and event.actions
+            and not any(c.endswith("*") for c in event.client_events)
+        ):
+            yield Problem(event.file, f"{where}.actions", "actions are for a family (`prefix*`)")
 
 
 RULES: tuple[Rule, ...] = (
@@ -174,6 +299,8 @@ RULES: tuple[Rule, ...] = (
     rule_attribute_shape,
     rule_metric_cardinality,
     rule_references,
+    rule_value_shapes,
+    rule_client_events,
 )
 
 

@@ -6,7 +6,7 @@ by the Collector on everything it receives, so that data sent straight to the Co
 the one registry, so they cannot disagree about which keys exist, which are
 pseudonymous, forbidden or metric-safe.
 
-The pass is four processors that the pipelines of ``otel-collector-config.yaml`` run
+The pass is five processors that the pipelines of ``otel-collector-config.yaml`` run
 right after ``memory_limiter`` (:data:`INGRESS_PROCESSORS`):
 
 1. ``redaction/pseudonyms`` - keyed HMAC-SHA256 of every pseudonymous attribute whose
@@ -23,7 +23,12 @@ right after ``memory_limiter`` (:data:`INGRESS_PROCESSORS`):
    ``error_mode: propagate``: a failing statement fails the batch rather than letting
    raw data through); span links (dropped) and exemplars (metric-safe keys, masked);
    metric data points limited to metric-safe keys; pseudonymous keys removed from
-   metric resources, so no user-level value can become a label or ``target_info``.
+   metric resources, so no user-level value can become a label or ``target_info``;
+   every public string that is not free text checked against its registry value shape
+   (deleted on a mismatch, or ``other`` as a metric label); span trace state cleared;
+   ``schema_url`` kept only when it is upstream's; ``scope.version`` only a version;
+   metric units and descriptions replaced from the registry.
+5. ``filter/registry_metrics`` (metrics only, first) - only registry metrics go on.
 
 The secret patterns are RE2 (Go) regexes for the kinds the Python processor redacts
 (:data:`caret_otel.processors.privacy.redaction.KINDS`); the Collector masks them with ``****``.
@@ -41,7 +46,7 @@ import yaml
 
 from caret_otel.contracts.collector import CollectorConfigEnv
 from caret_otel.processors.privacy import redaction as python_redaction
-from caret_otel.registry.model import Attribute, Registry
+from caret_otel.registry.model import Attribute, Registry, Shape
 from caret_otel.semconv import attributes as attrs
 
 MASK: Final = "****"
@@ -57,11 +62,13 @@ PSEUDONYMS: Final = "redaction/pseudonyms"
 PSEUDONYM_FORMAT: Final = "transform/pseudonym_format"
 ALLOWLIST: Final = "redaction/allowlist"
 PRIVACY: Final = "transform/privacy"
+METRIC_ALLOWLIST: Final = "filter/registry_metrics"
 INGRESS_PROCESSORS: Final[dict[str, tuple[str, ...]]] = {
-    # Metrics lose every pseudonymous key (never a label), so they skip the HMAC steps.
+    # Metrics lose every pseudonymous key (never a label), so they skip the HMAC steps;
+    # only registry metrics go on (to Prometheus and the business leg).
     "traces": (PSEUDONYMS, PSEUDONYM_FORMAT, ALLOWLIST, PRIVACY),
     "logs": (PSEUDONYMS, PSEUDONYM_FORMAT, ALLOWLIST, PRIVACY),
-    "metrics": (ALLOWLIST, PRIVACY),
+    "metrics": (METRIC_ALLOWLIST, ALLOWLIST, PRIVACY),
 }
 """The privacy processors each ingress pipeline runs, in order, after memory_limiter."""
 
@@ -86,6 +93,10 @@ class SecretPattern:
 
 ROUTE_ATTRIBUTES: Final = (attrs.HTTP_ROUTE,)
 """Attributes whose values are URL route templates by definition."""
+VERSION_SHAPE: Final = "semver"
+"""The named shape ``scope.version`` must match (else it is cleared)."""
+SCHEMA_URL_RE2: Final = r"^https://opentelemetry\.io/schemas/[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
+"""The only ``schema_url`` kept (resource and scope); any other is cleared."""
 
 
 _PATH_CHAR = r"""[^\\/\s"'<>|:*?,;()\[\]{}]"""
@@ -98,6 +109,17 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
 _H = r"[0-9A-Fa-f]{1,4}"
 
+_SHARED_EARLY: Final = tuple(
+    SecretPattern(d.kind, d.pattern)
+    for d in python_redaction.SHARED_DETECTORS
+    if d.kind != python_redaction.PATH
+)
+_SHARED_LATE: Final = tuple(
+    SecretPattern(d.kind, d.pattern)
+    for d in python_redaction.SHARED_DETECTORS
+    if d.kind == python_redaction.PATH
+)
+
 SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
     # Most specific first, like the Python processor: a credential URL is masked before
     # the e-mail pattern could take its user@host part.
@@ -105,6 +127,8 @@ SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
         python_redaction.PEM_KEY,
         r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)",
     ),
+    # One definition with the Python processor (redaction.SHARED_DETECTORS).
+    *_SHARED_EARLY,
     SecretPattern(
         python_redaction.URL_CREDENTIALS, r"""(?i:\b[a-z][a-z0-9+.-]*://[^\s/?#<>"']*@)"""
     ),
@@ -148,6 +172,7 @@ SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
         rf"""(?:^|[\s"'=(\[{{,;<>|])/{_PATH_CHAR}+{_POSIX_MORE}/?""",
         matches_routes=True,
     ),
+    *_SHARED_LATE,
     # IPv6: all eight groups, or a "::" form; clock times (10:00:00) have neither.
     SecretPattern(
         python_redaction.IPV6,
@@ -214,6 +239,12 @@ class PolicyView:
     pseudonymous: tuple[str, ...]
     metric_safe: tuple[str, ...]
     routes: tuple[str, ...]
+    shaped: tuple[tuple[str, Shape], ...] = ()
+    """Public string attributes (not free text) and their value shapes."""
+    metrics: tuple[tuple[str, str, str], ...] = ()
+    """(name, unit, brief) of every registry metric."""
+    version_shape: Shape | None = None
+    """The shape of ``scope.version`` (the registry's ``semver``)."""
 
     @classmethod
     def of(cls, reg: Registry) -> PolicyView:
@@ -223,6 +254,19 @@ class PolicyView:
             pseudonymous=tuple(a.name for a in attributes if a.privacy == "pseudonymous"),
             metric_safe=tuple(a.name for a in attributes if a.metric and a.privacy != "forbidden"),
             routes=tuple(a.name for a in attributes if a.name in ROUTE_ATTRIBUTES),
+            shaped=tuple(
+                (a.name, reg.shapes[a.shape])
+                for a in attributes
+                if a.privacy == "public"
+                and a.type == "string"
+                and not a.free_text
+                and a.shape in reg.shapes
+            ),
+            metrics=tuple(
+                (m.name, m.unit, " ".join(m.brief.split()))
+                for m in sorted(reg.metrics.values(), key=lambda m: m.name)
+            ),
+            version_shape=reg.shapes.get(VERSION_SHAPE),
         )
 
 
@@ -312,21 +356,91 @@ def _names(*targets: str) -> list[str]:
     return [_mask(target, secrets_pattern()) for target in targets]
 
 
+def shape_mismatch(target: str, shape: Shape) -> str:
+    """An OTTL condition true when ``target`` is set and is not a value of ``shape``
+    (a value the redaction processor masked no longer matches any shape)."""
+    if shape.enum is not None:
+        anchored = "^(?:" + "|".join(re.escape(v) for v in shape.enum) + ")$"
+    else:
+        anchored = f"^(?:{shape.pattern})$"
+    parts = [f"not IsMatch({target}, {_pattern(anchored)})", f"Len({target}) > {shape.max_length}"]
+    parts += [f"IsMatch({target}, {_pattern(deny)})" for deny in shape.deny]
+    return f"{target} != nil and ({' or '.join(parts)})"
+
+
+def _shapes(view: PolicyView, prefix: str, *, label: bool = False) -> list[str]:
+    """Shaped keys of ``prefix``'s attributes: deleted on a mismatch, or as a metric
+    label (``label``) replaced by ``other``."""
+    out = []
+    for key, shape in view.shaped:
+        target = f"{prefix}[{ottl_string(key)}]"
+        action = f'set({target}, "other")' if label else f"delete_key({prefix}, {ottl_string(key)})"
+        out.append(f"{action} where {shape_mismatch(target, shape)}")
+    return out
+
+
+def _body_shapes(view: PolicyView) -> list[str]:
+    return [
+        f"delete_key(log.body, {ottl_string(key)}) where IsMap(log.body) and "
+        + shape_mismatch(f"log.body[{ottl_string(key)}]", shape)
+        for key, shape in view.shaped
+    ]
+
+
+def _schema_url(target: str) -> str:
+    return f'set({target}, "") where not IsMatch({target}, {_pattern(SCHEMA_URL_RE2)})'
+
+
+def _scope_version(view: PolicyView) -> list[str]:
+    if view.version_shape is None:
+        return ['set(scope.version, "")']
+    return [f'set(scope.version, "") where {shape_mismatch("scope.version", view.version_shape)}']
+
+
+def _metric_registry(view: PolicyView) -> list[str]:
+    """Unit and description of every registry metric replaced from the registry."""
+    out = []
+    for name, unit, brief in view.metrics:
+        where = f"where metric.name == {ottl_string(name)}"
+        out.append(f"set(metric.unit, {confmap_literal(ottl_string(unit))}) {where}")
+        out.append(f"set(metric.description, {confmap_literal(ottl_string(brief))}) {where}")
+    return out
+
+
+def _filter_metrics(view: PolicyView) -> dict[str, Any]:
+    names = _pattern(_names_pattern(name for name, _, _ in view.metrics))
+    return {"error_mode": "propagate", "metric_conditions": [f"not IsMatch(metric.name, {names})"]}
+
+
 def _transform_privacy(view: PolicyView) -> dict[str, Any]:
     resource = _common("resource", view)
+    resource["statements"] += [
+        *_shapes(view, "resource.attributes"),
+        _schema_url("resource.schema_url"),
+    ]
     scope = _common("scope", view)
-    scope["statements"] += _names("scope.name", "scope.version")
+    scope["statements"] += [
+        *_shapes(view, "scope.attributes"),
+        *_names("scope.name", "scope.version"),
+        *_scope_version(view),
+        _schema_url("scope.schema_url"),
+    ]
     span = _common("span", view)
     span["statements"] += [
+        *_shapes(view, "span.attributes"),
         *_names("span.name", "span.status.message"),
         # Neither the redaction processor nor OTTL can reach a link's attributes;
         # links are dropped rather than passed unchecked.
         "set(span.links, nil)",
+        # W3C trace state is vendor free text; nothing downstream needs it.
+        'set(span.trace_state, "")',
     ]
     spanevent = _common("spanevent", view)
-    spanevent["statements"] += _names("spanevent.name")
+    spanevent["statements"] += [*_shapes(view, "spanevent.attributes"), *_names("spanevent.name")]
     log = _common("log", view)
     log["statements"] += [
+        *_shapes(view, "log.attributes"),
+        *_body_shapes(view),
         *_names("log.event_name", "log.severity_text"),
         # A route key in a map body is skipped by the redaction processor too.
         *(
@@ -343,6 +457,8 @@ def _transform_privacy(view: PolicyView) -> dict[str, Any]:
         "statements": [
             f"delete_matching_keys(resource.attributes, {not_metric_keys})",
             *_routes(view, "resource"),
+            *_shapes(view, "resource.attributes", label=True),
+            _schema_url("resource.schema_url"),
         ],
     }
     metric_scope = {
@@ -352,13 +468,19 @@ def _transform_privacy(view: PolicyView) -> dict[str, Any]:
             # (otel_scope_<key>), so they are labels: metric-safe keys only.
             f"keep_keys(scope.attributes, {_key_list(view.metric_safe)})",
             *_routes(view, "scope"),
+            *_shapes(view, "scope.attributes", label=True),
             *_names("scope.name", "scope.version"),
+            *_scope_version(view),
+            _schema_url("scope.schema_url"),
         ],
     }
     metric = {
         "context": "metric",
         "statements": [
             *_names("metric.name", "metric.description"),
+            # Only registry metrics get here (filter/registry_metrics): unit and
+            # description come from the registry, whatever the sender wrote.
+            *_metric_registry(view),
             # Metadata is free-form and the redaction processor does not scan it.
             'delete_matching_keys(metric.metadata, ".*")',
         ],
@@ -368,6 +490,7 @@ def _transform_privacy(view: PolicyView) -> dict[str, Any]:
         "statements": [
             f"keep_keys(datapoint.attributes, {_key_list(view.metric_safe)})",
             *_routes(view, "datapoint"),
+            *_shapes(view, "datapoint.attributes", label=True),
         ],
     }
     exemplar = {
@@ -376,6 +499,7 @@ def _transform_privacy(view: PolicyView) -> dict[str, Any]:
             # The redaction processor does not reach exemplars either.
             f"keep_keys(exemplar.filtered_attributes, {_key_list(view.metric_safe)})",
             f'replace_all_patterns(exemplar.filtered_attributes, "value", {_pattern(secrets_pattern())}, "{MASK}")',
+            *_shapes(view, "exemplar.filtered_attributes"),
         ],
     }
     return {
@@ -392,6 +516,7 @@ def collector_privacy_config(reg: Registry) -> dict[str, Any]:
     return {
         PSEUDONYMS: _redaction_pseudonyms(view),
         PSEUDONYM_FORMAT: _transform_pseudonym_format(view),
+        METRIC_ALLOWLIST: _filter_metrics(view),
         ALLOWLIST: _redaction_allowlist(view),
         PRIVACY: _transform_privacy(view),
     }
@@ -401,7 +526,8 @@ _COMMENTS: Final[dict[str, str]] = {
     PSEUDONYMS: "Keyed HMAC-SHA256 of pseudonymous attributes that arrive un-hashed.",
     PSEUDONYM_FORMAT: "Digests written as v<key-id>:<hex>, the gateway's pseudonym shape.",
     ALLOWLIST: "Fail closed: only registry keys that are not forbidden; secrets masked in every value.",
-    PRIVACY: "Names, bodies, links, exemplars and metric labels (error_mode: propagate).",
+    PRIVACY: "Names, bodies, links, exemplars, metric labels, value shapes, trace state, schema URLs, units (error_mode: propagate).",
+    METRIC_ALLOWLIST: "Only registry metrics go on (to Prometheus and the business leg).",
 }
 
 _HEADER: Final = """\
@@ -424,7 +550,8 @@ _HEADER: Final = """\
 # their attributes); log-body map keys must be registry keys too; points of one metric
 # that collide after label removal are not merged; coarse values are generalised by the
 # gateway, not here; card numbers are matched by issuer prefix and length (RE2 cannot
-# check Luhn); http.route is scanned without the absolute-path pattern.
+# check Luhn); http.route is scanned without the absolute-path pattern; entity refs and
+# string[] element shapes are out of OTTL's reach (the gateway checks them).
 """
 
 

@@ -7,6 +7,7 @@ report all of them at once.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,8 +22,16 @@ PRIVACY_CLASSES = ("public", "pseudonymous", "coarse", "forbidden")
 ATTRIBUTE_TYPES = ("string", "int", "double", "boolean", "string[]", "int[]", "double[]")
 INSTRUMENTS = ("counter", "updowncounter", "histogram", "gauge")
 COARSE_RULES = ("country_code", "continent_code")
+HANDLINGS = ("business", "metrics", "log")
+"""What the gateway does with a client event: ``business`` = log record stored in
+PostgreSQL (+ its metrics); ``metrics`` = only its metrics (no log record); ``log`` = a
+log record for Loki only, not stored in PostgreSQL."""
+UNIT_SCALES = {"s": 1.0, "ms": 0.001}
+"""Units a client property may be sent in, and the factor to the registry's seconds."""
 CUSTOM_NAMESPACE = "caret."
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+SHAPES_FILE = "value_shapes.yaml"
+DEFAULT_SHAPE_MAX_LENGTH = 128
 
 
 def default_registry_dir() -> Path:
@@ -43,6 +52,36 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Shape:
+    """The values a public string attribute may take: an enum, or a regular expression
+    the whole value matches (RE2 syntax, ASCII classes), with a length limit and
+    expressions that must match nowhere (RE2 has no lookahead)."""
+
+    name: str
+    brief: str
+    enum: tuple[str, ...] | None
+    pattern: str | None
+    max_length: int
+    deny: tuple[str, ...]
+    file: str
+    derived: str | None = None
+    """``client_events``: the enum is every client event type the registry maps (a
+    family's suffix only as one of its listed actions or ``other``), filled in once the
+    events are loaded."""
+
+    def policy(self) -> dict[str, Any]:
+        """The shape as ``policy.json`` carries it."""
+        entry: dict[str, Any] = {"max_length": self.max_length}
+        if self.enum is not None:
+            entry["enum"] = list(self.enum)
+        if self.pattern is not None:
+            entry["pattern"] = self.pattern
+        if self.deny:
+            entry["deny"] = list(self.deny)
+        return entry
+
+
+@dataclass(frozen=True)
 class Attribute:
     name: str
     type: str
@@ -59,6 +98,11 @@ class Attribute:
     group_id: str
     purpose: str
     file: str
+    shape: str | None = None
+    """Name of the value shape (a key of ``Registry.shapes``): a named shape, or the
+    attribute's own name for an inline ``{enum: ...}`` / ``{pattern: ...}``."""
+    client_scales: tuple[tuple[str, float], ...] = ()
+    """Client keys sent in another unit, with the factor to the registry's unit."""
 
     @property
     def upstream(self) -> bool:
@@ -86,6 +130,18 @@ class Event:
     attributes: tuple[str, ...]
     required: tuple[str, ...]
     file: str
+    client_events: tuple[str, ...] = ()
+    """Every client event_type mapped here (a trailing * matches a family)."""
+    handling: str = "business"
+    """One of :data:`HANDLINGS`."""
+    properties: tuple[tuple[str, str, float], ...] = ()
+    """Per-event client keys: (key, attribute, unit factor); they win over global aliases."""
+    not_collected: tuple[tuple[str, str], ...] = ()
+    """Client keys deliberately not collected for this event, with the reason."""
+    actions: tuple[str, ...] = ()
+    """The known suffixes of a family (``task.focus_chain_*``); others become ``other``."""
+    counted: str = ""
+    """How the event is counted (tokens, uses, errors), for the generated documentation."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +176,7 @@ class Registry:
     events: dict[str, Event] = field(default_factory=dict)
     spans: dict[str, Span] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
+    shapes: dict[str, Shape] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -171,6 +228,8 @@ def load_registry(root: Path | None = None) -> Registry:
         upstream_metrics=frozenset(_str_tuple(upstream.get("metrics"))),
         problems=problems,
     )
+    if (root / SHAPES_FILE).exists():
+        _load_shapes(reg, _read_yaml(root / SHAPES_FILE, problems))
     groups: list[tuple[str, dict[str, Any]]] = []
     for path in reg.registry_files():
         data = _read_yaml(path, problems)
@@ -193,7 +252,104 @@ def load_registry(root: Path | None = None) -> Registry:
             _load_metric(reg, file, group)
         elif kind != "attribute_group":
             problems.append(Problem(file, f"{group['id']}.type", f"unknown group type {kind!r}"))
+    _derive_shapes(reg)
     return reg
+
+
+DERIVED_ENUMS = ("client_events",)
+
+
+def _derive_shapes(reg: Registry) -> None:
+    """Fill the enums of derived shapes from the loaded events."""
+    values: set[str] = set()
+    for event in reg.events.values():
+        values.add(event.name)  # what a service's SDK business event carries
+        for client in event.client_events:
+            if client.endswith("*"):
+                prefix = client[:-1]
+                values.update(prefix + action for action in (*event.actions, "other"))
+            else:
+                values.add(client)
+    for name, shape in list(reg.shapes.items()):
+        if shape.derived == "client_events" and values:
+            enum = tuple(sorted(values))
+            reg.shapes[name] = dataclasses.replace(
+                shape, enum=enum, max_length=max(len(v) for v in enum)
+            )
+
+
+def _parse_shape(reg: Registry, file: str, where: str, name: str, node: Any) -> Shape | None:
+    if not isinstance(node, dict):
+        reg.problems.append(Problem(file, where, "a shape is a mapping with enum or pattern"))
+        return None
+    enum = node.get("enum")
+    pattern = node.get("pattern")
+    derived: str | None = None
+    if isinstance(enum, str):
+        if enum not in DERIVED_ENUMS:
+            reg.problems.append(
+                Problem(file, f"{where}.enum", f"a list, or one of {', '.join(DERIVED_ENUMS)}")
+            )
+            return None
+        derived, enum = enum, [""]
+    if (enum is None) == (pattern is None):
+        reg.problems.append(Problem(file, where, "a shape has exactly one of enum, pattern"))
+        return None
+    if enum is not None and (not isinstance(enum, list) or not enum):
+        reg.problems.append(Problem(file, f"{where}.enum", "must be a non-empty list"))
+        return None
+    max_length = node.get("max_length", DEFAULT_SHAPE_MAX_LENGTH)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        reg.problems.append(Problem(file, f"{where}.max_length", "must be a positive integer"))
+        max_length = DEFAULT_SHAPE_MAX_LENGTH
+    if enum is not None and "max_length" not in node:
+        max_length = max(len(str(v)) for v in enum)
+    unknown = set(node) - {"brief", "enum", "pattern", "max_length", "deny"}
+    if unknown:
+        reg.problems.append(Problem(file, where, f"unknown keys {sorted(unknown)}"))
+    return Shape(
+        name=name,
+        brief=" ".join(str(node.get("brief") or "").split()),
+        enum=tuple(str(v) for v in enum) if enum is not None else None,
+        pattern=str(pattern) if pattern is not None else None,
+        max_length=max_length,
+        deny=_str_tuple(node.get("deny")),
+        file=file,
+        derived=derived,
+    )
+
+
+def _load_shapes(reg: Registry, data: dict[str, Any]) -> None:
+    shapes = data.get("shapes") or {}
+    if not isinstance(shapes, dict):
+        reg.problems.append(Problem(SHAPES_FILE, "shapes", "expected a mapping name -> shape"))
+        return
+    for name, node in shapes.items():
+        shape = _parse_shape(reg, SHAPES_FILE, f"shapes.{name}", str(name), node)
+        if shape is not None:
+            reg.shapes[shape.name] = shape
+
+
+def _attribute_shape(reg: Registry, file: str, where: str, name: str, node: Any) -> str | None:
+    """The shape name of an attribute's ``shape`` annotation (inline shapes are
+    registered under the attribute's own name)."""
+    if node is None:
+        return None
+    if isinstance(node, str):
+        if node not in reg.shapes:
+            reg.problems.append(
+                Problem(file, f"{where}.annotations.caret.shape", f"unknown shape {node!r}")
+            )
+        return node
+    shape = _parse_shape(reg, file, f"{where}.annotations.caret.shape", name, node)
+    if shape is None:
+        return None
+    if name in reg.shapes:
+        reg.problems.append(
+            Problem(file, f"{where}.annotations.caret.shape", f"{name} is also a named shape")
+        )
+    reg.shapes[name] = shape
+    return name
 
 
 def _load_attribute_group(reg: Registry, file: str, group: dict[str, Any]) -> None:
@@ -207,6 +363,7 @@ def _load_attribute_group(reg: Registry, file: str, group: dict[str, Any]) -> No
         caret = _caret_annotations(node)
         coarse = caret.get("coarse")
         client_info = caret.get("client_info")
+        keys, scales = _client_keys(reg, file, f"{where}.annotations.caret.client_property", caret)
         attribute = Attribute(
             name=name,
             type=str(node.get("type", "")),
@@ -218,15 +375,64 @@ def _load_attribute_group(reg: Registry, file: str, group: dict[str, Any]) -> No
             metric=bool(caret.get("metric", False)),
             free_text=bool(caret.get("free_text", False)),
             coarse=str(coarse) if coarse is not None else None,
-            client_properties=_str_tuple(caret.get("client_property")),
+            client_properties=keys,
+            client_scales=scales,
             client_info=str(client_info) if client_info is not None else None,
             group_id=str(group["id"]),
             purpose=purpose,
             file=file,
+            shape=_attribute_shape(reg, file, where, name, caret.get("shape")),
         )
         if name in reg.attributes:
             reg.problems.append(Problem(file, f"{where}.id", f"{name} is declared twice"))
         reg.attributes[name] = attribute
+
+
+def _client_keys(
+    reg: Registry, file: str, where: str, caret: Mapping[str, Any]
+) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]]:
+    """Client keys of an attribute: plain strings, or ``{key: K, unit: ms}`` for a key the
+    client sends in another unit than the registry's."""
+    keys: list[str] = []
+    scales: list[tuple[str, float]] = []
+    value = caret.get("client_property")
+    for entry in [value] if isinstance(value, str | dict) else value or []:
+        if isinstance(entry, dict):
+            key, unit = str(entry.get("key", "")), str(entry.get("unit", "s"))
+            if not key or unit not in UNIT_SCALES:
+                reg.problems.append(
+                    Problem(
+                        file,
+                        where,
+                        f"expected {{key: <client key>, unit: one of {', '.join(UNIT_SCALES)}}}",
+                    )
+                )
+                continue
+            keys.append(key)
+            if UNIT_SCALES[unit] != 1.0:
+                scales.append((key, UNIT_SCALES[unit]))
+        else:
+            keys.append(str(entry))
+    return tuple(keys), tuple(scales)
+
+
+def _event_properties(
+    reg: Registry, file: str, where: str, value: Any
+) -> tuple[tuple[str, str, float], ...]:
+    """``properties: {clientKey: attribute | {attribute: A, unit: ms}}`` of an event."""
+    result: list[tuple[str, str, float]] = []
+    for key, target in (value or {}).items() if isinstance(value, dict) else ():
+        if isinstance(target, dict):
+            name, unit = str(target.get("attribute", "")), str(target.get("unit", "s"))
+        else:
+            name, unit = str(target), "s"
+        if not name or unit not in UNIT_SCALES:
+            reg.problems.append(
+                Problem(file, f"{where}.{key}", "expected an attribute or {attribute: A, unit: ms}")
+            )
+            continue
+        result.append((str(key), name, UNIT_SCALES[unit]))
+    return tuple(result)
 
 
 def _refs(
@@ -256,20 +462,36 @@ def _load_event(reg: Registry, file: str, group: dict[str, Any]) -> None:
         for s in caret.get("signals") or []
         if isinstance(s, dict)
     )
-    client_event = caret.get("client_event")
+    client_events = _str_tuple(caret.get("client_event"))
     feature = caret.get("feature")
     action = caret.get("action")
+    where = f"{group['id']}.annotations.caret"
+    handling = str(caret.get("handling") or ("business" if caret.get("business") else "log"))
+    if handling not in HANDLINGS:
+        reg.problems.append(
+            Problem(file, f"{where}.handling", f"one of {', '.join(HANDLINGS)}, not {handling!r}")
+        )
+    not_collected = caret.get("not_collected") or {}
+    if not isinstance(not_collected, dict):
+        reg.problems.append(Problem(file, f"{where}.not_collected", "expected {key: reason}"))
+        not_collected = {}
     reg.events[name] = Event(
         name=name,
         brief=str(group.get("brief") or "").strip(),
-        client_event=str(client_event) if client_event else None,
-        business=bool(caret.get("business", False)),
+        client_event=client_events[0] if client_events else None,
+        business=handling == "business",
         feature=str(feature) if feature else None,
         action=str(action) if action else None,
         signals=signals,
         attributes=attributes,
         required=required,
         file=file,
+        client_events=client_events,
+        handling=handling,
+        properties=_event_properties(reg, file, f"{where}.properties", caret.get("properties")),
+        not_collected=tuple((str(k), " ".join(str(v).split())) for k, v in not_collected.items()),
+        actions=_str_tuple(caret.get("actions")),
+        counted=" ".join(str(caret.get("counted") or "").split()),
     )
 
 

@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
-from caret_otel.simulator import catalog
+from caret_otel.simulator import catalog, churn_drivers
 from caret_otel.simulator.catalog import Model
+from caret_otel.simulator.experiments import SimulatedExperiment
 from caret_otel.simulator.fields import client_info_key, property_key
 from caret_otel.simulator.population import User, user_rng, weighted
 from caret_otel.simulator.traffic import (
@@ -33,6 +34,12 @@ from caret_otel.simulator.traffic import (
     UserTraffic,
 )
 
+
+def _client(spec: events.EventSpec) -> str:
+    assert spec.client_event is not None
+    return spec.client_event
+
+
 SESSION_GAP = timedelta(minutes=31)
 """Sessions start more than the analysts' 30-minute inactivity rule apart."""
 MAX_RETRIES = 2
@@ -42,11 +49,22 @@ FOCUS_CHAIN_PREFIX = (events.CARET_TASK_FOCUS_CHAIN.client_event or "").removesu
 _FOCUS_ENABLED, _FOCUS_LIST, _FOCUS_PROGRESS = catalog.FOCUS_CHAIN_ACTIONS
 _USER_SOURCE, _ASSISTANT_SOURCE = "user", "assistant"
 _ERROR_OUTCOME = "error"
-
-
-def _client(spec: events.EventSpec) -> str:
-    assert spec.client_event is not None
-    return spec.client_event
+# Metadata keys of the real client (real-clients.md section 3).
+_EXTENSION_VERSION, _PLATFORM, _PLATFORM_VERSION = (
+    "extension_version",
+    "platform",
+    "platform_version",
+)
+_OS_VERSION, _IS_DEV = "os_version", "is_dev"
+# Real client event types without a registry constant of their own.
+_EXTENSION_MESSAGE = "extension.message"
+_TELEMETRY_ENABLED = _client(events.CARET_USER_TELEMETRY_ENABLED)
+_CHECKPOINT_USED = _client(events.CARET_TASK_CHECKPOINT)
+_TASK_MODE = _client(events.CARET_TASK_MODE_SWITCHED)
+_INITIALIZATION = _client(events.CARET_TASK_INITIALIZED)
+_MCP_STARTED, _MCP_SUCCESS, _MCP_ERROR = "started", "success", "error"
+_MESSAGE, _LEVEL, _ERROR_LEVEL = "message", "level", "error"
+_DURATION_MS, _ACTION, _STATUS = "durationMs", "action", "status"
 
 
 @dataclass
@@ -61,12 +79,28 @@ class _Context:
     session_id: str = ""
     version: str = catalog.CLIENT_VERSIONS[0]
     model: Model = field(default=catalog.MODELS[0])
+    churn: churn_drivers.ChurnProfile = churn_drivers.STAYS
+    """When this user leaves, and the provider errors before (the known churn drivers)."""
+    experiment: SimulatedExperiment | None = None
+    """An A/B experiment the user takes part in (exposures, a known true effect)."""
+    caret_04: bool = True
+    """The user's client speaks Caret 0.4.x (tokens on turns), else Cline 2026."""
 
     def emit(self, at: datetime, spec: events.EventSpec, values: Mapping[str, object]) -> None:
         self.emit_type(at, _client(spec), values)
 
-    def emit_type(self, at: datetime, event_type: str, values: Mapping[str, object]) -> None:
-        self.traffic.events.append(self.build(at, event_type, values))
+    def emit_type(
+        self,
+        at: datetime,
+        event_type: str,
+        values: Mapping[str, object],
+        raw: Mapping[str, object] | None = None,
+    ) -> None:
+        """``values`` by registry attribute; ``raw`` by the client's own key."""
+        event = self.build(at, event_type, values)
+        if raw:
+            event = replace(event, properties={**event.properties, **raw})
+        self.traffic.events.append(event)
 
     def build(self, at: datetime, event_type: str, values: Mapping[str, object]) -> ClientEvent:
         """A client event of this user's current session, client version and plan."""
@@ -77,6 +111,17 @@ class _Context:
             property_key(attrs.OS_TYPE): user.os,
         }
         properties.update({property_key(name): value for name, value in values.items()})
+        # The metadata every Cline/Caret event carries (host app, OS, versions).
+        properties.update(
+            {
+                _EXTENSION_VERSION: self.version,
+                _PLATFORM: catalog.HOST_APP_NAMES.get(user.platform, user.platform),
+                _PLATFORM_VERSION: catalog.HOST_APP_VERSION,
+                property_key(attrs.OS_TYPE): catalog.NODE_OS_TYPES.get(user.os, user.os),
+                _OS_VERSION: catalog.OS_VERSIONS.get(user.os, ""),
+                _IS_DEV: False,
+            }
+        )
         client_info = {
             client_info_key(attrs.CARET_CLIENT_VERSION): self.version,
             client_info_key(attrs.CARET_CLIENT_PLATFORM): user.platform,
@@ -136,23 +181,32 @@ def _request(ctx: _Context, at: datetime, task_id: str, turn: int) -> tuple[date
     output_tokens = int(_lognormal(rng, 450, 0.8)) + 5
     for attempt in range(MAX_RETRIES + 1):
         latency = min(_lognormal(rng, model.median_latency_s, 0.45), 120.0)
-        if rng.random() < reliability.error_rate:
+        if rng.random() < churn_drivers.error_rate(reliability.error_rate, ctx.churn, at):
             status = weighted(rng, reliability.statuses)
             failed_after = min(latency, rng.uniform(0.2, 3.0))
             at += timedelta(seconds=failed_after)
-            ctx.emit(
-                at,
-                events.CARET_TASK_PROVIDER_API_ERROR,
-                {
-                    attrs.CARET_TASK_ID: task_id,
-                    attrs.GEN_AI_PROVIDER_NAME: model.provider,
-                    attrs.GEN_AI_REQUEST_MODEL: model.name,
-                    attrs.ERROR_TYPE: str(status),
-                    attrs.HTTP_RESPONSE_STATUS_CODE: status,
-                    attrs.CARET_API_RETRY_ATTEMPT: attempt,
-                    attrs.CARET_ERROR_MESSAGE: f"{status} {reliability.message(status)}",
-                },
-            )
+            if ctx.caret_04:
+                # Caret 0.4.x: the first-chunk provider error goes to error tracking.
+                ctx.emit_type(
+                    at,
+                    _EXTENSION_MESSAGE,
+                    {},
+                    raw={_MESSAGE: f"{status} {reliability.message(status)}", _LEVEL: _ERROR_LEVEL},
+                )
+            else:
+                ctx.emit(
+                    at,
+                    events.CARET_TASK_PROVIDER_API_ERROR,
+                    {
+                        attrs.CARET_TASK_ID: task_id,
+                        attrs.GEN_AI_PROVIDER_NAME: model.provider,
+                        attrs.GEN_AI_REQUEST_MODEL: model.name,
+                        attrs.ERROR_TYPE: str(status),
+                        attrs.HTTP_RESPONSE_STATUS_CODE: status,
+                        attrs.CARET_API_RETRY_ATTEMPT: attempt,
+                        attrs.CARET_ERROR_MESSAGE: f"{status} {reliability.message(status)}",
+                    },
+                )
             ctx.traffic.provider_calls.append(
                 ProviderCall(at, model.provider, model.name, input_tokens, 0, 0, 0, status)
             )
@@ -170,22 +224,34 @@ def _request(ctx: _Context, at: datetime, task_id: str, turn: int) -> tuple[date
             + output_tokens * model.usd_per_mtok_out
         ) / 1_000_000
         at += timedelta(seconds=latency)
-        ctx.emit(
-            at,
-            events.CARET_TASK_TOKENS,
-            {
-                attrs.CARET_TASK_ID: task_id,
-                attrs.GEN_AI_PROVIDER_NAME: model.provider,
-                attrs.GEN_AI_REQUEST_MODEL: model.name,
-                attrs.GEN_AI_USAGE_INPUT_TOKENS: fresh,
-                attrs.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
-                attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
-                attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write,
-                attrs.CARET_API_COST: round(cost, 6),
-                attrs.CARET_CREDITS_AMOUNT: round(cost * catalog.CREDITS_PER_USD, 2),
-                attrs.CARET_API_DURATION: round(latency, 3),
-            },
-        )
+        usage = {
+            attrs.CARET_TASK_ID: task_id,
+            attrs.GEN_AI_PROVIDER_NAME: model.provider,
+            attrs.GEN_AI_REQUEST_MODEL: model.name,
+            attrs.GEN_AI_USAGE_INPUT_TOKENS: fresh,  # uncached: the gateway adds the cache
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+            attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
+            attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_write,
+            attrs.CARET_API_COST: round(cost, 6),
+        }
+        if ctx.caret_04:
+            # Caret 0.4.x: each request's usage rides on its assistant turn.
+            ctx.emit(
+                at,
+                events.CARET_TASK_CONVERSATION_TURN,
+                {**usage, attrs.CARET_TASK_TURN_INDEX: turn,
+                 attrs.CARET_TASK_TURN_SOURCE: _ASSISTANT_SOURCE},
+            )  # fmt: skip
+        else:
+            ctx.emit(
+                at,
+                events.CARET_TASK_TOKENS,
+                {
+                    **usage,
+                    attrs.CARET_CREDITS_AMOUNT: round(cost * catalog.CREDITS_PER_USD, 2),
+                    attrs.CARET_API_DURATION: round(latency, 3),
+                },
+            )
         ctx.traffic.provider_calls.append(
             ProviderCall(
                 at, model.provider, model.name, fresh, output_tokens, cache_read, cache_write, None
@@ -210,11 +276,12 @@ def _tools(ctx: _Context, at: datetime, task_id: str) -> datetime:
             },
         )
     if user.uses_mcp and rng.random() < 0.2:
+        # Cline reports an MCP call twice: started, then success or error (one use).
+        mcp, task = _client(events.CARET_TASK_MCP_TOOL_CALLED), {attrs.CARET_TASK_ID: task_id}
+        ctx.emit_type(at, mcp, task, raw={_STATUS: _MCP_STARTED})
         at += timedelta(seconds=rng.uniform(0.5, 8))
-        ctx.emit(
-            at,
-            events.CARET_TASK_MCP_TOOL_CALLED,
-            {attrs.CARET_TASK_ID: task_id, attrs.CARET_TOOL_SUCCESS: rng.random() < 0.92},
+        ctx.emit_type(
+            at, mcp, task, raw={_STATUS: _MCP_SUCCESS if rng.random() < 0.92 else _MCP_ERROR}
         )
     return at
 
@@ -250,6 +317,19 @@ def _task(ctx: _Context, at: datetime) -> datetime:
             attrs.CARET_CONTEXT_WINDOW_SIZE: model.context_window,
         },
     )
+    at += timedelta(seconds=rng.uniform(0.2, 1.5))
+    ctx.emit_type(
+        at, _INITIALIZATION, {attrs.CARET_TASK_ID: task_id},
+        raw={_DURATION_MS: int(rng.uniform(150, 900))},
+    )  # fmt: skip
+    if rng.random() < 0.2:  # a plan/act switch during the task
+        mode = weighted(rng, catalog.TASK_MODES)
+        ctx.emit_type(at, _TASK_MODE, {attrs.CARET_TASK_ID: task_id, attrs.CARET_TASK_MODE: mode})
+    experiment = ctx.experiment
+    variant = experiment.variant(user, ctx.version, user.plan_at(at)) if experiment else None
+    if experiment is not None and variant is not None:
+        exposure = experiment.exposure(user, variant, at, ctx.session_id, ctx.version, task_id)
+        ctx.traffic.events.append(exposure)
     focus = user.uses_focus_chain and rng.random() < 0.6
     if focus:
         at += timedelta(seconds=rng.uniform(1, 5))
@@ -269,6 +349,12 @@ def _task(ctx: _Context, at: datetime) -> datetime:
             if not ok:
                 break
             at = _tools(ctx, at, task_id)
+            if rng.random() < 0.3:  # a checkpoint commit after the edits
+                ctx.emit_type(
+                    at, _CHECKPOINT_USED, {attrs.CARET_TASK_ID: task_id},
+                    raw={_ACTION: weighted(rng, catalog.CHECKPOINT_ACTIONS),
+                         _DURATION_MS: int(rng.uniform(20, 400))},
+                )  # fmt: skip
         if not ok:
             break
         if focus and turn == 1:
@@ -284,16 +370,19 @@ def _task(ctx: _Context, at: datetime) -> datetime:
                 events.CARET_TASK_BROWSER_TOOL_END,
                 {attrs.CARET_TASK_ID: task_id, attrs.CARET_TOOL_SUCCESS: rng.random() < 0.9},
             )
-        ctx.emit(
-            at,
-            events.CARET_TASK_CONVERSATION_TURN,
-            {
-                **base,
-                attrs.CARET_TASK_TURN_INDEX: turn,
-                attrs.CARET_TASK_TURN_SOURCE: _ASSISTANT_SOURCE,
-            },
-        )
+        if not ctx.caret_04:  # Caret 0.4.x sent one assistant turn per request already
+            ctx.emit(
+                at,
+                events.CARET_TASK_CONVERSATION_TURN,
+                {
+                    **base,
+                    attrs.CARET_TASK_TURN_INDEX: turn,
+                    attrs.CARET_TASK_TURN_SOURCE: _ASSISTANT_SOURCE,
+                },
+            )
     outcome = weighted(rng, catalog.TASK_OUTCOMES) if ok else _ERROR_OUTCOME
+    if ok and experiment is not None:
+        outcome = experiment.outcome(variant, outcome, task_id)
     at += timedelta(seconds=rng.uniform(1, 30))
     ctx.emit(
         at,
@@ -305,6 +394,25 @@ def _task(ctx: _Context, at: datetime) -> datetime:
             attrs.CARET_TASK_DURATION: round((at - started).total_seconds(), 3),
         },
     )
+    if rng.random() < catalog.EXTRA_EVENT_SHARE:
+        event_type, properties, with_task, _ = weighted(
+            rng, [(extra, extra[3]) for extra in catalog.REAL_CLIENT_EXTRAS]
+        )
+        at += timedelta(seconds=rng.uniform(1, 20))
+        ctx.emit_type(
+            at,
+            event_type,
+            {attrs.CARET_TASK_ID: task_id} if with_task else {},
+            raw=dict(properties),
+        )
+    if ok and rng.random() < catalog.FEEDBACK_SHARE:
+        thumbs = "thumbs_up" if rng.random() < catalog.THUMBS_UP_RATE else "thumbs_down"
+        at += timedelta(seconds=rng.uniform(2, 40))
+        ctx.emit(
+            at,
+            events.CARET_TASK_FEEDBACK,
+            {attrs.CARET_TASK_ID: task_id, attrs.CARET_FEEDBACK_TYPE: thumbs},
+        )
     return at
 
 
@@ -312,6 +420,7 @@ def _session(ctx: _Context, start: datetime) -> datetime:
     rng = ctx.rng
     ctx.session_id = _new_id(rng)
     ctx.emit(start, events.CARET_SESSION_STARTED, {})
+    ctx.emit_type(start, _TELEMETRY_ENABLED, {})  # Cline sends it at every start
     at = start
     for _ in range(weighted(rng, [(1, 0.4), (2, 0.35), (3, 0.17), (4, 0.08)])):
         at += timedelta(seconds=rng.uniform(20, 600))
@@ -430,7 +539,11 @@ def _consent_event(
 
 
 def generate_user_traffic(
-    seed: int, user: User, window_start: datetime, window_end: datetime
+    seed: int,
+    user: User,
+    window_start: datetime,
+    window_end: datetime,
+    experiment: SimulatedExperiment | None = None,
 ) -> UserTraffic:
     """The whole window of one user: client events, provider calls and billing events.
 
@@ -441,6 +554,9 @@ def generate_user_traffic(
     traffic = UserTraffic(user)
     ctx = _Context(user, rng, window_start, window_end, traffic)
     ctx.model = user.favourite_models[0]
+    ctx.churn = churn_drivers.simulated_profile(seed, user, window_start)
+    ctx.experiment = experiment
+    ctx.caret_04 = user.index % 10 < round(catalog.CARET_04_SHARE * 10)
     days = math.ceil((window_end - window_start).total_seconds() / 86_400)
     upgrade_every = rng.uniform(5, 12)
     last_end = window_start - SESSION_GAP
@@ -457,7 +573,8 @@ def generate_user_traffic(
                 continue  # not a user yet
             if user.signup_at >= day_start:  # the first session follows the sign-up
                 forced = user.signup_at + timedelta(minutes=rng.uniform(2, 40))
-        if forced is None and rng.random() >= _active_probability(user, day_start):
+        active = _active_probability(user, day_start) * ctx.churn.engagement(day_start)
+        if forced is None and rng.random() >= active:
             continue
         for start in _session_starts(ctx, day_start, forced):
             if user.signup_at is not None and start < user.signup_at:

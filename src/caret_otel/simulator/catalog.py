@@ -160,3 +160,58 @@ CREDIT_PACKS: Final = (500.0, 1000.0, 5000.0)
 """Credit packs users buy (credits)."""
 CREDITS_PER_USD: Final = 100.0
 """Credits charged per US dollar of provider cost."""
+
+# The real client (real-clients.md): metadata on every event and two event shapes.
+HOST_APP_NAMES: Final = {
+    "vscode": "Visual Studio Code",
+    "cursor": "Cursor",
+    "vscodium": "VSCodium",
+    "windsurf": "Windsurf",
+}
+"""Short platform -> ``vscode.env.appName``, as the client's ``platform`` metadata says it."""
+NODE_OS_TYPES: Final = {"windows": "Windows_NT", "darwin": "Darwin", "linux": "Linux"}
+"""OS family -> Node's ``os.type()``, as the client's ``os_type`` metadata says it."""
+OS_VERSIONS: Final = {
+    "windows": "Windows 11 Pro",
+    "darwin": "Darwin Kernel Version 24.1.0: Thu Oct 10 21:03:15 PDT 2024",
+    "linux": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.106-3",
+}
+"""Full ``os.version()`` strings: sent by the client, dropped by the gateway."""
+HOST_APP_VERSION: Final = "1.95.3"
+CARET_04_SHARE: Final = 0.7
+"""Users on Caret 0.4.x (= Cline v3.38.2): tokens and cost on the assistant
+conversation turn of each request, provider errors as ``extension.message``. The others
+run a Caret that merged Cline 2026: ``task.tokens`` per request and
+``task.provider_api_error`` with status and type."""
+CHECKPOINT_ACTIONS: Final = (("commit_created", 0.7), ("diff_generated", 0.2), ("restored", 0.1))
+THUMBS_UP_RATE: Final = 0.78
+FEEDBACK_SHARE: Final = 0.15
+"""Completed tasks that get a thumbs up or down."""
+REAL_CLIENT_EXTRAS: Final[tuple[tuple[str, tuple[tuple[str, object], ...], bool, float], ...]] = (
+    ("task.restarted", (), True, 4.0),
+    ("task.diff_edit_failed", (("errorType", "search_not_found"), ("isNativeToolCall", False)), True, 5.0),
+    ("task.browser_error", (("errorType", "navigation"),), True, 1.0),
+    ("task.gemini_api_performance", (("ttftSec", 0.8), ("totalDurationSec", 4.2), ("apiSuccess", True)), True, 2.0),
+    ("task.summarize_task", (("currentTokens", 150_000), ("maxContextWindow", 200_000)), True, 2.0),
+    ("task.option_selected", (("qty", 3), ("mode", "act")), True, 4.0),
+    ("task.slash_command_used", (("commandType", "builtin"),), True, 3.0),
+    ("task.rule_toggled", (("enabled", True), ("isGlobal", False)), True, 1.0),
+    ("task.feature_toggled", (("featureName", "focus_chain"), ("enabled", True)), True, 1.0),
+    ("task.terminal_execution", (("success", True), ("method", "shell_integration")), True, 8.0),
+    ("task.mention_used", (("mentionType", "file"), ("contentLength", 2048)), True, 8.0),
+    ("task.subagent_enabled", (("enabled", True),), True, 0.5),
+    ("task.skill_used", (), True, 1.0),
+    ("task.mistake_limit_reached", (("qty", 3),), True, 0.5),
+    ("ui.button_clicked", (("button", "webview_openWalkthrough"),), True, 3.0),
+    ("ui.prompt_submitted", (("textLength", 120), ("hasImages", False), ("hasFiles", False)), True, 6.0),
+    ("user.extension_activated", (), False, 2.0),
+    ("user.auth_started", (("provider", "caret"),), False, 1.0),
+    ("user.onboarding_progress", (("step", "welcome"), ("completed", True)), False, 0.5),
+    ("voice.recording_started", (), True, 0.5),
+    ("workspace.initialized", (("root_count", 2),), True, 1.0),
+    ("extension.error", (("message", "TypeError: cannot read properties of undefined"),
+                         ("error_type", "exception"), ("name", "TypeError")), False, 1.0),
+)  # fmt: skip
+"""Rarer real client events: (event type, properties by the client's keys, carries the
+task id, weight). One may follow a task (see ``behaviour._task``)."""
+EXTRA_EVENT_SHARE: Final = 0.5

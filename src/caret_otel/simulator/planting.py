@@ -60,6 +60,16 @@ PLANTED_SECRETS: Final[tuple[PlantedSecret, ...]] = (
     ),
     PlantedSecret("ipv4", "203.0.113.77", "203.0.113.77"),
     PlantedSecret("ipv6", "2001:db8:c0de::77", "2001:db8:c0de::77"),
+    # Issue 16: detectors added with the value shapes (and glued into shaped values).
+    PlantedSecret(
+        "jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqd3RQbGFudGVkIn0.jwtPlantedSig0123", "jwtPlantedSig"
+    ),
+    PlantedSecret("api_key", "sk_live_stripePlanted0123456789", "stripePlanted"),
+    PlantedSecret("national_id", "900101-1234567", "900101-1234567"),
+    PlantedSecret("phone", "010-9876-5432", "9876-5432"),
+    PlantedSecret("cloud_account", "arn:aws:iam::123456789012:user/dana-planted", "dana-planted"),
+    PlantedSecret("email", "erin.planted\uff20example.com", "erin.planted"),
+    PlantedSecret("path", "claude-sonnet-4/home/frank-planted/models/x.gguf", "frank-planted"),
 )
 
 NEEDLES: Final[tuple[str, ...]] = tuple(secret.needle for secret in PLANTED_SECRETS)
@@ -162,7 +172,8 @@ def plant_secrets(events: list[ClientEvent], user_index: int, seed: int) -> list
 
     (The user id is planted for the whole user, see :func:`poisoned_user_id`.)
 
-    Consent events are left alone (their effect is what the opt-out check relies on);
+    Consent events are left alone (their effect is what the opt-out check relies on), so
+    are experiment exposures (the experiment's analysis relies on them);
     the extra events with a secret as event type are marked ``expect_rejected``.
     """
     rng = random.Random(f"caret-sim:{seed}:{user_index}:planting")
@@ -175,7 +186,7 @@ def plant_secrets(events: list[ClientEvent], user_index: int, seed: int) -> list
     planted: list[ClientEvent] = []
     counter = 0
     for event in events:
-        if _is_consent(event) or event.expect_opted_out:
+        if _is_consent(event) or event.expect_opted_out or event.event_type == _EXPOSURE:
             planted.append(event)
             continue
         counter += 1
@@ -192,6 +203,9 @@ def plant_secrets(events: list[ClientEvent], user_index: int, seed: int) -> list
 _CONSENT_TYPES: Final = frozenset(
     {specs.CARET_USER_OPT_OUT.client_event, specs.CARET_USER_OPT_IN.client_event}
 )
+
+
+_EXPOSURE: Final = specs.CARET_EXPERIMENT_EXPOSURE.client_event
 
 
 def _is_consent(event: ClientEvent) -> bool:

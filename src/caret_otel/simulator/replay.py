@@ -16,9 +16,10 @@ from pathlib import Path
 import orjson
 
 from caret_otel.core.errors import InputError
-from caret_otel.processors.privacy.client_events import USER_ID_HASH
+from caret_otel.processors.privacy.client_events import EVENT_TYPE, USER_ID_HASH
 from caret_otel.simulator.scenario import ClientRequest
 from caret_otel.simulator.sender import DeliveryStats, GatewayClient, Progress
+from caret_otel.simulator.traffic import stored_as_row
 
 
 class ReplayFileError(InputError):
@@ -39,6 +40,15 @@ class RawBatch:
 
     def body(self) -> bytes:
         return orjson.dumps({"events": list(self.events)})
+
+    def unstored_indices(self) -> frozenset[int]:
+        return frozenset(
+            i
+            for i, event in enumerate(self.events)
+            if isinstance(event, dict)
+            and isinstance(event.get(EVENT_TYPE), str)
+            and not stored_as_row(event[EVENT_TYPE])
+        )
 
 
 def read_events(path: Path) -> Iterator[object]:

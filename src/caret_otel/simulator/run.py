@@ -4,7 +4,7 @@
    billing events (sign-ups, plan changes, credit purchases).
 2. The clients' requests go to ``POST /telemetry/events`` while the server makes the
    tasks' provider calls, in parallel.
-3. Deletion requests go to ``DELETE /telemetry/users/{id}`` (admin token).
+3. Deletion requests go to ``POST /telemetry/deletions`` (admin token, id in the body).
 4. The server flushes its telemetry and stops.
 
 The :class:`SimulationSummary` says what was sent, what the gateway answered, and how
@@ -283,7 +283,7 @@ def _tally_expected(
     for user in scenario.traffic:
         if user.user.index in deleted:
             continue
-        expected += stats.accepted_by_user[user.user.index]
+        expected += stats.stored_by_user[user.user.index]
         if server is not None:
             expected += server.billing_by_user[user.user.user_id_hash]
     summary.expected_stored_events = expected

@@ -1,8 +1,9 @@
 """A whole simulation: the population, everyone's traffic, and the requests to send.
 
 :func:`build_scenario` is pure and deterministic: the same settings (seed, users,
-days, end of the window, planting) give the same events, byte for byte
-(:meth:`Scenario.fingerprint`). The window ends at ``end`` (normally "now") and
+days, end of the window, planting) give the same events, byte for byte; another end
+gives the same traffic shifted in time (:meth:`Scenario.fingerprint` takes times
+relative to the end, so it is the same for every run of the same settings). The window ends at ``end`` (normally "now") and
 starts ``days`` days earlier, inside the gateway's 30-day raw-event window.
 """
 
@@ -20,8 +21,9 @@ from caret_otel.core.errors import InputError
 from caret_otel.semconv.policy import load_policy
 from caret_otel.simulator import planting
 from caret_otel.simulator.behaviour import generate_user_traffic
+from caret_otel.simulator.experiments import DEMO_EXPERIMENT, simulated
 from caret_otel.simulator.population import build_population
-from caret_otel.simulator.traffic import ClientEvent, UserTraffic
+from caret_otel.simulator.traffic import ClientEvent, UserTraffic, stored_as_row
 
 MAX_DAYS = load_policy().retention["raw_events_days"] - 1
 """Back-dated history stays a day inside the raw retention, or the gateway refuses it."""
@@ -39,6 +41,9 @@ class ScenarioSettings:
     seed: int = 7
     plant_secrets: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
+    experiment: str | None = DEMO_EXPERIMENT
+    """Key of an experiment under experiments/ to run, with its known true effect
+    (None: no experiment)."""
 
     def check(self) -> None:
         if self.users < 1:
@@ -67,6 +72,14 @@ class ClientRequest:
 
     def body(self) -> bytes:
         return orjson.dumps({"events": [event.to_json() for event in self.events]})
+
+    def unstored_indices(self) -> frozenset[int]:
+        """Log- or metrics-only events the gateway will accept (opted-out ones it drops)."""
+        return frozenset(
+            i
+            for i, event in enumerate(self.events)
+            if not event.expect_opted_out and not stored_as_row(event.event_type)
+        )
 
 
 @dataclass(frozen=True)
@@ -115,16 +128,29 @@ class Scenario:
             yield ClientRequest(user.index, country, tuple(batch))
 
     def fingerprint(self) -> str:
-        """SHA-256 over every client event, provider call and billing event."""
+        """SHA-256 over every client event, provider call and billing event, with their
+        times taken relative to the window's end: the same seed, users and days give the
+        same fingerprint whenever the simulation runs (the traffic is the same, shifted)."""
         digest = hashlib.sha256()
+
+        def relative(at: datetime) -> bytes:
+            return str((at - self.window_end).total_seconds()).encode()
+
         for user in self.traffic:
             for event in user.events:
-                digest.update(orjson.dumps(event.to_json(), option=orjson.OPT_SORT_KEYS))
+                digest.update(relative(event.at))
+                shifted = replace(event, at=_FINGERPRINT_EPOCH).to_json()
+                digest.update(orjson.dumps(shifted, option=orjson.OPT_SORT_KEYS))
             for call in user.provider_calls:
-                digest.update(repr(call).encode())
+                digest.update(relative(call.at))
+                digest.update(repr(replace(call, at=_FINGERPRINT_EPOCH)).encode())
             for billing in user.billing:
-                digest.update(repr(billing).encode())
+                digest.update(relative(billing.at))
+                digest.update(repr(replace(billing, at=_FINGERPRINT_EPOCH)).encode())
         return digest.hexdigest()
+
+
+_FINGERPRINT_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def build_scenario(settings: ScenarioSettings, end: datetime | None = None) -> Scenario:
@@ -133,13 +159,14 @@ def build_scenario(settings: ScenarioSettings, end: datetime | None = None) -> S
     window_end = (end or datetime.now(UTC)).astimezone(UTC)
     window_start = window_end - timedelta(days=settings.days)
     population = build_population(settings.seed, settings.users, window_start, settings.days)
+    experiment = simulated(settings.experiment) if settings.experiment else None
     traffic: list[UserTraffic] = []
     for user in population:
         if settings.plant_secrets:
             raw_id = planting.poisoned_user_id(user.index)
             if raw_id is not None:
                 user = replace(user, user_id_hash=raw_id)
-        generated = generate_user_traffic(settings.seed, user, window_start, window_end)
+        generated = generate_user_traffic(settings.seed, user, window_start, window_end, experiment)
         if settings.plant_secrets:
             generated.events = planting.plant_secrets(generated.events, user.index, settings.seed)
         traffic.append(generated)

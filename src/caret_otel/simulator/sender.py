@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -26,7 +26,7 @@ from caret_otel.core.errors import ServiceError
 from caret_otel.receivers.gateway.config import DEFAULT_COUNTRY_HEADER
 
 EVENTS_PATH = "/telemetry/events"
-USERS_PATH = "/telemetry/users/"
+DELETIONS_PATH = "/telemetry/deletions"
 RETRYABLE = frozenset({429, 502, 503, 504})
 MAX_ATTEMPTS = 12
 
@@ -53,6 +53,10 @@ class Batch(Protocol):
     def body(self) -> bytes:
         """The JSON body (``{"events": [...]}``)."""
 
+    def unstored_indices(self) -> frozenset[int]:
+        """Events that, once accepted, never become a ``raw.events`` row: the registry
+        keeps them as logs or metrics only (not business events)."""
+
 
 @dataclass
 class DeliveryStats:
@@ -66,6 +70,8 @@ class DeliveryStats:
     dropped_attributes: int = 0
     retries: int = 0
     accepted_by_user: Counter[int] = field(default_factory=Counter)
+    stored_by_user: Counter[int] = field(default_factory=Counter)
+    """Accepted business events per user: the rows ``raw.events`` must end up with."""
     rejected_by_field: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
 
@@ -76,6 +82,9 @@ class DeliveryStats:
         rejected = answer.get("rejected", [])
         self.accepted += accepted
         self.accepted_by_user[request.user_index] += accepted
+        refused = {item.get("index") for item in rejected}
+        unstored = len(request.unstored_indices() - refused)
+        self.stored_by_user[request.user_index] += accepted - unstored
         self.rejected += len(rejected)
         for item in rejected:
             self.rejected_by_field[str(item.get("field", "?"))] += 1
@@ -160,19 +169,22 @@ class GatewayClient:
         raise DeliveryError(f"POST {url}: still refused after {MAX_ATTEMPTS} attempts")
 
     async def delete_user(self, user_id_hash: str) -> dict[str, Any]:
-        """``DELETE /telemetry/users/{id}`` with the admin token; the gateway's answer."""
+        """``POST /telemetry/deletions`` (the id in the body) with the admin token; the
+        gateway's answer. One Idempotency-Key for every attempt: a retry is safe."""
         if self._admin is None:
             raise DeliveryError("deletion needs the admin token (none was given)")
-        url = self.base_url + USERS_PATH + quote(user_id_hash, safe="")
+        url = self.base_url + DELETIONS_PATH
+        headers = {**self._admin, "Idempotency-Key": f"simulator-{uuid.uuid4()}"}
         for attempt in range(MAX_ATTEMPTS):
-            response = await self._client.delete(url, headers=self._admin)
+            response = await self._client.post(
+                url, json={"user_id_hash": user_id_hash}, headers=headers
+            )
             if response.status_code == 200:
                 answer: dict[str, Any] = response.json()
                 return answer
             if response.status_code not in RETRYABLE or attempt == MAX_ATTEMPTS - 1:
                 raise DeliveryError(
-                    f"DELETE {self.base_url}{USERS_PATH}<user> answered "
-                    f"{response.status_code}: {_error_text(response)}"
+                    f"POST {url} answered {response.status_code}: {_error_text(response)}"
                 )
             await asyncio.sleep(_retry_delay(response, attempt))
         raise AssertionError("unreachable")

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -230,7 +231,8 @@ class ServerSide:
                 f"{call.input_tokens},{call.output_tokens},"
                 f"{call.cache_read_tokens},{call.cache_write_tokens}"
             ),
-            "x-stub-reply": self._reply,
+            # Headers are ASCII; the planted reply may not be (the stub unquotes it).
+            "x-stub-reply": quote(self._reply, safe=" "),
         }
         if call.status is not None:
             headers["x-stub-scenario"] = f"error-{call.status}"

@@ -23,6 +23,7 @@ from caret_otel.processors.privacy.client_events import (
     TIMESTAMP,
     USER_ID_HASH,
 )
+from caret_otel.semconv import events as event_specs
 from caret_otel.simulator.population import User
 
 
@@ -30,6 +31,14 @@ def rfc3339(moment: datetime) -> str:
     """``2025-01-11T10:00:00.123Z`` (UTC, milliseconds), the client's timestamp format."""
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def stored_as_row(event_type: str) -> bool:
+    """Whether an accepted client event of this type becomes a ``raw.events`` row: only
+    business events do; log- and metrics-only ones (``caret.diagnostic.*``) never reach
+    PostgreSQL. An unknown type is rejected by the gateway, so it is not counted either."""
+    mapped = event_specs.for_client_event(event_type)
+    return mapped is not None and mapped[0].business
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ it with its whole process group:
 ============================  ====================================================
 :class:`PostgresServer`       PostgreSQL from the ``pgserver`` wheel (or the system)
 :class:`PrometheusServer`     Debian's Prometheus 2.42, remote-write receiver on
+:class:`AlertmanagerServer`   Debian's Alertmanager 0.25, routing of ``alertmanager/``
 :class:`CollectorProcess`     ``build/otelcol-caret`` running a config
 :class:`ManagedProcess`       the supervisor under all of them
 ============================  ====================================================
@@ -32,6 +33,7 @@ Typical use::
     col.stop(); prom.stop()
 """
 
+from caret_otel.stack.alertmanager import AlertmanagerServer
 from caret_otel.stack.collector import (
     CollectorConfigEnv,
     CollectorConfigError,
@@ -49,6 +51,7 @@ from caret_otel.stack.process import (
 from caret_otel.stack.prometheus import PrometheusQueryError, PrometheusServer
 
 __all__ = [
+    "AlertmanagerServer",
     "CollectorConfigEnv",
     "CollectorConfigError",
     "CollectorProcess",

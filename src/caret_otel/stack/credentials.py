@@ -28,6 +28,7 @@ ADMIN_FILE: Final = "admin-token"
 KEYS_FILE: Final = "pseudonym-keys"
 WRITER_FILE: Final = "writer-password"
 ANALYST_FILE: Final = "analyst-password"
+GATEWAY_FILE: Final = "gateway-password"
 HMAC_FILE: Final = "collector-hmac-key"
 _PRIVATE_FILE: Final = 0o600
 _PRIVATE_DIR: Final = 0o700
@@ -87,6 +88,11 @@ class StackCredentials:
         return self.directory / ANALYST_FILE
 
     @property
+    def gateway_password_file(self) -> Path:
+        """Password of ``caret_gateway``, the gateway's least-privilege login."""
+        return self.directory / GATEWAY_FILE
+
+    @property
     def collector_hmac_key_file(self) -> Path:
         return self.directory / HMAC_FILE
 
@@ -111,6 +117,10 @@ class StackCredentials:
     def analyst_password(self) -> str:
         return _read_private(self.analyst_password_file)
 
+    @property
+    def gateway_password(self) -> str:
+        return _read_private(self.gateway_password_file)
+
     def pseudonymizer(self) -> Pseudonymizer:
         """The stack's pseudonym keys (what the gateway and forget use)."""
         text = _read_private(self.pseudonym_key_file)
@@ -131,6 +141,7 @@ class StackCredentials:
             KEYS_FILE: lambda: generate_key_entry("1"),
             WRITER_FILE: lambda: secrets.token_urlsafe(24),
             ANALYST_FILE: lambda: secrets.token_urlsafe(24),
+            GATEWAY_FILE: lambda: secrets.token_urlsafe(24),
             HMAC_FILE: lambda: secrets.token_urlsafe(48),
         }
         created: list[str] = []

@@ -6,9 +6,14 @@
    ``<data dir>/postgres`` - migrated, with the writer and analyst role passwords set;
 2. the sink Collector, standing where Tempo and Loki would be (JSON-lines files);
 3. Prometheus with the remote-write receiver, scraping the gateway, the exporter and
-   the Collector (optional: without Debian's binary the stack runs without it);
+   the Collector (optional: without Debian's binary the stack runs without it), and
+   before it Alertmanager, which Prometheus sends its alerts to (receivers from the
+   ``CARET_OTEL_ALERT_*`` variables; optional like Prometheus);
 4. the business exporter (``caret-otel exporter``) writing PostgreSQL;
-5. our Collector (``otel-collector-config.yaml`` with its privacy pass);
+5. our Collector (``otel-collector-config.yaml`` with its privacy pass) - or, with
+   ``kafka=True``, the two tiers: a KRaft Kafka broker, a processing Collector
+   (``collector/processing-config.yaml``) and an edge Collector
+   (``collector/edge-config.yaml``) where the single Collector would listen;
 6. the gateway (``caret-otel gateway``), the public door.
 
 Every part must pass its readiness probe before the next starts; a failure stops what
@@ -35,19 +40,30 @@ from types import TracebackType
 from typing import IO, Final
 from urllib.parse import urlsplit
 
+import orjson
 import psycopg
 
+from caret_otel.contracts.collector import (
+    KafkaTierEnv,
+    edge_config_path,
+    processing_config_path,
+)
 from caret_otel.core.environment_variables import (
     CARET_OTEL_DATABASE_URL,
+    CARET_OTEL_EXPERIMENTS_FILE,
     CARET_OTEL_EXPORTER_LISTEN,
 )
 from caret_otel.core.errors import ServiceError
 from caret_otel.dashboards.prometheus_config import TemplateError, render
+from caret_otel.experiments.definitions import export_document
+from caret_otel.experiments.definitions import load as load_experiments
 from caret_otel.exporters.postgres.roles import ROLE_PASSWORD_ENVS, set_role_passwords
 from caret_otel.exporters.postgres.schema import MigrationError, migrate
 from caret_otel.processors.privacy.pseudonyms import KEY_FILE_ENV, KEYS_ENV, PseudonymKeyError
 from caret_otel.receivers.gateway import config as gateway_config
+from caret_otel.stack import alertmanager as alertmanager_mod
 from caret_otel.stack import collector as collector_mod
+from caret_otel.stack import kafka as kafka_mod
 from caret_otel.stack import prometheus as prometheus_mod
 from caret_otel.stack.collector import (
     CollectorConfigEnv,
@@ -63,6 +79,7 @@ from caret_otel.stack.state import DatabaseInfo, StackInfo, remove_state
 
 DATABASE_NAME: Final = "caret"
 WRITER_ROLE: Final = "caret_writer"
+GATEWAY_ROLE: Final = "caret_gateway"
 LOCK_FILE: Final = "stack.lock"
 SERVICE_READY_TIMEOUT_S: Final = 90.0
 
@@ -103,6 +120,7 @@ _START_FAILURES: Final = (
     PseudonymKeyError,
     CollectorConfigError,
     TemplateError,
+    alertmanager_mod.AlertReceiverError,
 )
 
 
@@ -170,6 +188,7 @@ class LocalStack:
             exporter and the gateway as is) instead of the embedded one.
         prometheus: True requires Prometheus, False skips it, None uses it if installed.
         fsync: False for throw-away data (tests, the demo): faster PostgreSQL.
+        kafka: run the two Collector tiers with Kafka between them instead of one Collector.
         say: receives one-line progress messages.
     """
 
@@ -181,6 +200,7 @@ class LocalStack:
         database_url: str | None = None,
         prometheus: bool | None = None,
         fsync: bool = True,
+        kafka: bool = False,
         say: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
@@ -189,6 +209,7 @@ class LocalStack:
         self.database_url = database_url
         self.want_prometheus = prometheus
         self.fsync = fsync
+        self.want_kafka = kafka
         self.say = say
         self.warnings: list[str] = []
         self.info: StackInfo | None = None
@@ -204,6 +225,9 @@ class LocalStack:
         self._collector_telemetry_port = free_port()
         self._collector_binary: Path | None = None
         self._run_prometheus = False
+        self._run_alertmanager = False
+        self._alertmanager_port = free_port()
+        self._alert_receivers = alertmanager_mod.Receivers()
 
     # --- URLs ------------------------------------------------------------------------------
     @property
@@ -218,10 +242,18 @@ class LocalStack:
     def prometheus_url(self) -> str | None:
         return f"http://{LOOPBACK}:{self._prometheus_port}" if self._run_prometheus else None
 
+    @property
+    def alertmanager_url(self) -> str | None:
+        running = self._run_alertmanager
+        return f"http://{LOOPBACK}:{self._alertmanager_port}" if running else None
+
     # --- checks before anything starts -----------------------------------------------------
     def preflight(self) -> None:
         """Fail now, before any process starts: missing programs, taken ports."""
         self._collector_binary = collector_mod.binary_path()
+        if self.want_kafka:
+            kafka_mod.classpath()
+            kafka_mod.java_binary()
         if self.database_url is None:
             find_bindir()
         self._run_prometheus = self.want_prometheus is not False
@@ -235,6 +267,17 @@ class LocalStack:
                 self.warnings.append(
                     f"Prometheus is not installed, so the stack runs without it (metrics are "
                     f"dropped after retries). {exc}. Then run `caret-otel up` again."
+                )
+        self._run_alertmanager = self._run_prometheus
+        if self._run_alertmanager:
+            self._alert_receivers = alertmanager_mod.Receivers.from_env()
+            try:
+                alertmanager_mod.binary_path()
+            except MissingBinaryError as exc:
+                self._run_alertmanager = False
+                self.warnings.append(
+                    f"Alertmanager is not installed, so alerts reach nobody. {exc}. "
+                    "Then run `caret-otel up` again."
                 )
         fixed = {
             "gateway": self.ports.gateway,
@@ -281,7 +324,7 @@ class LocalStack:
         """
         try:
             self.preflight()
-        except (MissingBinaryError, PortInUseError) as exc:
+        except (MissingBinaryError, PortInUseError, alertmanager_mod.AlertReceiverError) as exc:
             raise StackStartError(str(exc)) from exc
         self._lock()
         try:
@@ -300,13 +343,22 @@ class LocalStack:
             self.say(f"generated {', '.join(created)} in {credentials.directory} (mode 0600)")
         database, writer_dsn = self._start_database(credentials)
         sink = self._start_sink()
+        if self._run_alertmanager:
+            self._start_alertmanager()
         if self._run_prometheus:
             remote_write = self._start_prometheus()
         else:
             remote_write = f"http://{LOOPBACK}:{free_port()}/api/v1/write"
         self._start_exporter(writer_dsn)
         collector_env = self._start_collector(credentials, sink, remote_write)
-        self._start_gateway(credentials, collector_env, writer_dsn)
+        # The internet-facing gateway logs in as caret_gateway (consent and the deletion
+        # function only); an external DATABASE_URL is used as given.
+        gateway_dsn = (
+            writer_dsn
+            if database.url_from_environment
+            else database.login_dsn(GATEWAY_ROLE, credentials.gateway_password_file)
+        )
+        self._start_gateway(credentials, collector_env, gateway_dsn)
         return StackInfo(
             data_dir=str(self.data_dir),
             pid=os.getpid(),
@@ -335,6 +387,7 @@ class LocalStack:
         passwords = {
             ROLE_PASSWORD_ENVS[WRITER_ROLE]: credentials.writer_password,
             ROLE_PASSWORD_ENVS["caret_analyst"]: credentials.analyst_password,
+            ROLE_PASSWORD_ENVS[GATEWAY_ROLE]: credentials.gateway_password,
         }
         if self.database_url is not None:
             self.say("migrating the database given by DATABASE_URL")
@@ -387,17 +440,43 @@ class LocalStack:
         sink.start()
         return env
 
+    def _start_alertmanager(self) -> None:
+        delivers = self._alert_receivers.configured()
+        self.say(
+            "starting Alertmanager (receivers: "
+            + (", ".join(delivers) or "none set, alerts are listed but not sent; docs/alerts.md")
+            + ")"
+        )
+        root = self.data_dir / "alertmanager"
+        config = alertmanager_mod.write_config(root, self._alert_receivers)
+        server = alertmanager_mod.AlertmanagerServer(
+            root / "data",
+            config,
+            port=self._alertmanager_port,
+            log_path=self.logs_dir / "alertmanager.log",
+            ready_timeout=SERVICE_READY_TIMEOUT_S,
+        )
+        self._track("alertmanager", None, server.stop)
+        server.start()
+        self._parts.append(("alertmanager", _required(server.process)))
+
     def _start_prometheus(self) -> str:
         self.say("starting Prometheus")
         root = self.data_dir / "prometheus"
         root.mkdir(parents=True, exist_ok=True)
         config = root / "prometheus.yml"
+        alerting = (
+            alertmanager_mod.prometheus_alerting(f"{LOOPBACK}:{self._alertmanager_port}")
+            if self._run_alertmanager
+            else ""
+        )
         config.write_text(
             render(
                 gateway=f"{LOOPBACK}:{self._gateway_port}",
                 exporter=f"{LOOPBACK}:{self._exporter_port}",
                 collector=f"{LOOPBACK}:{self._collector_telemetry_port}",
             )
+            + alerting
         )
         server = prometheus_mod.PrometheusServer(
             root / "data",
@@ -441,6 +520,8 @@ class LocalStack:
     def _start_collector(
         self, credentials: StackCredentials, sink: SinkConfigEnv, remote_write: str
     ) -> CollectorConfigEnv:
+        if self.want_kafka:
+            return self._start_two_tiers(credentials, sink, remote_write)
         self.say("starting our Collector")
         assert self._collector_binary is not None
         directory = self.data_dir / "collector"
@@ -470,10 +551,54 @@ class LocalStack:
         process.start()
         return env
 
+    def _start_two_tiers(
+        self, credentials: StackCredentials, sink: SinkConfigEnv, remote_write: str
+    ) -> CollectorConfigEnv:
+        """Kafka, one processing Collector, then the edge Collector the gateway sends to."""
+        self.say("starting Kafka (KRaft)")
+        assert self._collector_binary is not None
+        root = self.data_dir / "kafka"
+        broker = kafka_mod.KafkaBroker(root / "data", log_path=self.logs_dir / "kafka.log")
+        self._track("kafka", None, broker.stop)
+        broker.start()
+        assert broker.process is not None
+        self._parts.append(("kafka", broker.process))
+        tier = KafkaTierEnv(brokers=broker.bootstrap_servers)
+        broker.create_topics([tier.topic(signal) for signal in tier.SIGNALS])
+        tiers = (
+            ("processing-collector", processing_config_path(),
+             CollectorConfigEnv.with_free_ports(
+                 prometheus_remote_write_url=remote_write, tempo_endpoint=sink.grpc_endpoint,
+                 tempo_insecure=True, loki_endpoint=sink.loki_endpoint,
+                 business_exporter_endpoint=self.exporter_url,
+                 hmac_key=credentials.collector_hmac_key)),
+            ("edge-collector", edge_config_path(),
+             CollectorConfigEnv.with_free_ports(
+                 http_endpoint=f"{LOOPBACK}:{self._collector_http_port}",
+                 telemetry_port=self._collector_telemetry_port,
+                 storage_dir=str(self.data_dir / "edge-collector" / "storage"),
+                 hmac_key=credentials.collector_hmac_key)),
+        )  # fmt: skip
+        for name, config, env in tiers:
+            self.say(f"starting the {name.replace('-', ' ')}")
+            directory = self.data_dir / name
+            directory.mkdir(parents=True, exist_ok=True)
+            process = CollectorProcess(
+                self._collector_binary, config, {**env.as_env(), **tier.as_env()},
+                self.logs_dir / f"{name}.log", env.health_port, name=name, cwd=directory,
+                ready_timeout=SERVICE_READY_TIMEOUT_S,
+            )  # fmt: skip
+            self._track(name, process.process, process.stop)
+            process.start()
+        return tiers[-1][2]
+
     def _start_gateway(
-        self, credentials: StackCredentials, collector: CollectorConfigEnv, writer_dsn: str
+        self, credentials: StackCredentials, collector: CollectorConfigEnv, database_dsn: str
     ) -> None:
         self.say("starting the gateway")
+        # The experiments the gateway serves to clients: the repository's definitions.
+        served = self.data_dir / "experiments.json"
+        served.write_bytes(orjson.dumps(export_document(load_experiments())))
         self._python_service(
             "gateway",
             ["gateway", "--host", LOOPBACK, "--port", str(self._gateway_port), "--no-migrate"],
@@ -482,7 +607,8 @@ class LocalStack:
                 gateway_config.ADMIN_TOKEN_FILE_ENV: str(credentials.admin_token_file),
                 KEY_FILE_ENV: str(credentials.pseudonym_key_file),
                 gateway_config.OTLP_ENDPOINT_ENV: collector.http_url,
-                gateway_config.DATABASE_URL_ENV: writer_dsn,
+                gateway_config.DATABASE_URL_ENV: database_dsn,
+                CARET_OTEL_EXPERIMENTS_FILE: str(served),
             },
             f"{self.gateway_url}/readyz",
         )

@@ -71,6 +71,10 @@ class DatabaseInfo:
     def analyst_dsn(self) -> str:
         return self._url("caret_analyst", self.analyst_password_file)
 
+    def login_dsn(self, role: str, password_file: Path) -> str:
+        """The URL for another login of this database (e.g. ``caret_gateway``)."""
+        return self._url(role, str(password_file))
+
 
 @dataclass(frozen=True)
 class StackInfo:

@@ -23,13 +23,29 @@ from opentelemetry.sdk.resources import Resource
 from caret_otel.dashboards import promql as q
 from caret_otel.dashboards import selfmetrics as sm
 from caret_otel.dashboards.promnames import prometheus_label, prometheus_name
+from caret_otel.registry.model import load_registry
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics
+from caret_otel.semconv.policy import load_policy
 from caret_otel.stack.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 
 SERVICE = f"dashboards-names-{uuid.uuid4().hex[:8]}"
+
+
+def _label_value(attribute: str) -> str:
+    """A value the attribute's registry shape accepts (else the Collector would fold the
+    label into ``other``): ``v`` where any text goes, else the registry's own example."""
+    rule = load_policy().rule(attribute)
+    shape = rule.shape if rule is not None else None
+    if shape is None or shape.matches("v"):
+        return "v"
+    examples = load_registry().attributes[attribute].examples
+    return next(str(e) for e in examples if isinstance(e, str) and shape.matches(e))
+
+
+LABEL_VALUES = {name: _label_value(name) for spec in metrics.ALL for name in spec.attributes}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +60,7 @@ def recorded(collector: object) -> Iterator[None]:
     )
     meter = provider.get_meter("dashboards-names-test")
     for spec in metrics.ALL:
-        labels = {name: "v" for name in spec.attributes}
+        labels = {name: LABEL_VALUES[name] for name in spec.attributes}
         if spec.instrument == "counter":
             meter.create_counter(spec.name, unit=spec.unit).add(1, labels)
         elif spec.instrument == "updowncounter":
@@ -68,7 +84,8 @@ def test_registry_metric_reaches_prometheus_under_the_computed_name(
         found = prometheus.wait_for(q.selector(name, q.match("job", f".*{SERVICE}")), timeout=60)
         labels = found[0]["metric"]
         for attribute in spec.attributes:
-            assert labels.get(prometheus_label(attribute)) == "v", (name, attribute, labels)
+            expected = LABEL_VALUES[attribute]
+            assert labels.get(prometheus_label(attribute)) == expected, (name, attribute, labels)
 
 
 def test_collector_self_metrics_exist(collector: object, prometheus: PrometheusServer) -> None:

@@ -53,6 +53,8 @@ def record_round(provider: MeterProvider) -> None:
     tokens = meter.create_counter(metrics.CARET_TOKENS.name, unit="{token}")
     tokens.add(1200, {**client, attrs.CARET_TOKEN_TYPE: "input"})
     tokens.add(500, {**client, attrs.CARET_TOKEN_TYPE: "cache_read"})
+    cost = meter.create_counter(metrics.CARET_API_COST.name, unit=metrics.CARET_API_COST.unit)
+    cost.add(0.042, client)
 
 
 @pytest.fixture(scope="module")

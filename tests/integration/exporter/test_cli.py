@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
+import psycopg
 import pytest
 from click.testing import CliRunner
 from integration.exporter.exporter_helpers import KEY_ENTRIES, PSEUDONYMIZER, load, query
 from integration.exporter.synthetic import synthetic_events
+from psycopg.conninfo import make_conninfo
 
 from caret_otel.cli.main import _register_commands, cli
+from caret_otel.exporters.postgres.report import QUERIES
 from caret_otel.exporters.postgres.schema import load_migrations
 from caret_otel.stack import PostgresServer
 
@@ -23,6 +27,12 @@ _register_commands()
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
     return result.exit_code, result.output
+
+
+def run_stdout(*args: str) -> tuple[int, str]:
+    """Exit status and standard output alone (notes go to standard error)."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout
 
 
 def test_db_migrate_and_status(postgres: PostgresServer) -> None:
@@ -37,11 +47,35 @@ def test_db_migrate_and_status(postgres: PostgresServer) -> None:
     assert run("db", "status", env={"DATABASE_URL": url}) == (0, "schema is up to date\n")
 
 
-def test_a_missing_database_url_is_a_usage_error() -> None:
-    code, out = run("report", env={"DATABASE_URL": "", "CARET_OTEL_DATABASE_URL": ""})
+def test_a_missing_database_url_is_a_usage_error_naming_the_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no local stack in ./.caret-otel
+    no_url = {"DATABASE_URL": "", "CARET_OTEL_DATABASE_URL": ""}
+    for command, role in ((["report"], "caret_analyst"), (["db", "migrate"], "database owner"),
+                          (["retention", "run"], "caret_writer")):  # fmt: skip
+        code, out = run(*command, env=no_url)
+        assert code == 2, command
+        assert "--database-url" in out
+        assert "DATABASE_URL" in out
+        assert role in out, command
+        assert "caret-otel up" in out
+    code, out = run("report", "--data-dir", str(tmp_path / "nowhere"), env=no_url)
     assert code == 2
-    assert "--database-url" in out
-    assert "DATABASE_URL" in out
+    assert "no running stack in" in out
+
+
+def test_a_permission_error_names_the_role_instead_of_sql(loaded: str) -> None:
+    with psycopg.connect(loaded, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS cli_reader")
+        conn.execute("CREATE ROLE cli_reader LOGIN PASSWORD 'cli-reader-pw' IN ROLE caret_analyst")
+    reader = make_conninfo(loaded, user="cli_reader", password="cli-reader-pw")
+    code, out = run("retention", "run", "--database-url", reader)
+    assert code == 1
+    assert "needs caret_writer" in out
+    assert "cli_reader" in out
+    assert "SELECT" not in out
+    assert "INSERT" not in out
 
 
 @pytest.fixture
@@ -64,7 +98,7 @@ def test_report_prints_every_section_as_tables_csv_and_json(loaded: str) -> None
                   "Regions", "UI languages", "Anonymised monthly trends"):  # fmt: skip
         assert title in out
 
-    code, out = run("report", *span, "--format", "json")
+    code, out = run_stdout("report", *span, "--format", "json")
     assert code == 0
     document = orjson.loads(out)
     assert set(document) >= {"active_users", "sessions", "models", "credits", "regions"}
@@ -75,9 +109,43 @@ def test_report_prints_every_section_as_tables_csv_and_json(loaded: str) -> None
     assert dau == {day: n for day, n in expected.items() if day >= str(today - timedelta(days=6))}
 
     code, out = run("report", *span, "--format", "csv")
+    assert code == 2  # one CSV holds one table
+    assert "--table" in out
+    assert "--output-dir" in out
+    code, out = run_stdout("report", *span, "--format", "csv", "--table", "active_users")
     assert code == 0
-    assert out.startswith("# active_users: ")
-    assert "\nday,dau,wau,mau,stickiness,new_users\n" in out
+    assert out.startswith("day,dau,wau,mau,stickiness,new_users,complete\n")
+    assert out.count("\n") == 1 + len(dau)
+
+
+def test_report_csv_writes_one_file_per_table(loaded: str, tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    code, out = run("report", "--from", str(today - timedelta(days=6)), "--to", str(today),
+                    "--database-url", loaded, "--format", "csv", "--output-dir", str(tmp_path))  # fmt: skip
+    assert code == 0, out
+    assert "is still running: its numbers are partial" in out
+    written = {path.stem for path in tmp_path.glob("*.csv")}
+    assert written == set(report_keys())
+    assert (tmp_path / "models.csv").read_text().startswith("provider,model,requests,")
+
+
+def test_report_ends_yesterday_and_prints_full_values_when_piped(loaded: str) -> None:
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    code, out = run("report", "--database-url", loaded, "--table", "models")
+    assert code == 0, out
+    assert f"{yesterday - timedelta(days=27)} .. {yesterday}" in out
+    assert "partial" not in out
+    assert "\u2026" not in out  # no value cut with an ellipsis
+    models = [m for (m,) in query(loaded, "SELECT DISTINCT model FROM analytics.model_usage_daily"
+                                  " WHERE day <= %s", (yesterday,))]  # fmt: skip
+    assert models
+    for model in models:
+        assert model in out
+    assert "Sessions" not in out  # only the table asked for
+
+
+def report_keys() -> list[str]:
+    return [q.key for q in QUERIES]
 
 
 def test_report_refuses_a_reversed_range(loaded: str) -> None:
@@ -103,7 +171,10 @@ def test_forget_uses_every_live_key_from_the_environment(loaded: str) -> None:
     assert "had already completed" in out
 
 
-def test_forget_without_keys_says_how_to_configure_them(loaded: str) -> None:
+def test_forget_without_keys_says_how_to_configure_them(
+    loaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no local stack's keys in ./.caret-otel either
     env = {"CARET_OTEL_PSEUDONYM_KEYS": "", "CARET_OTEL_PSEUDONYM_KEY_FILE": ""}
     code, out = run("forget", "user-3", "--database-url", loaded, env=env)
     assert code == 1

@@ -149,13 +149,19 @@ def test_events_in_flight_from_before_the_deletion_are_refused(loaded: str) -> N
     forget(loaded, PSEUDONYMIZER.all_pseudonyms("alice"))
     deleted_at = query(loaded, "SELECT completed_at FROM privacy.deletion_requests")[0][0]
     in_flight = event("alice", deleted_at - timedelta(minutes=5), ev.CARET_TASK_CREATED)
-    afterwards = event("alice", deleted_at + timedelta(minutes=5), ev.CARET_TASK_CREATED)
+    # Dated after the deletion, yet possibly received before it (the gateway takes events
+    # up to IN_FLIGHT_SKEW in the future): refused too.
+    future_dated = event("alice", deleted_at + timedelta(minutes=2), ev.CARET_TASK_CREATED)
+    # A service's event with alice's pseudonym in another attribute only.
+    in_attrs = event(None, deleted_at - timedelta(minutes=1), ev.CARET_TASK_CREATED,
+                     {attrs.ENDUSER_ID: PSEUDONYMIZER.pseudonymize("alice")})  # fmt: skip
+    afterwards = event("alice", deleted_at + timedelta(minutes=10), ev.CARET_TASK_CREATED)
     decoded = EventRowBuilder(AcceptWindow.at(deleted_at, 30)).decode(
-        logs_request([in_flight, afterwards])
+        logs_request([in_flight, future_dated, in_attrs, afterwards])
     )
     with psycopg.connect(loaded, autocommit=True) as conn:
         stored = Loader().store_events(conn, decoded.rows)
-    assert (stored.inserted, stored.refusals.counts) == (1, {FORGOTTEN_USER: 1})
+    assert (stored.inserted, stored.refusals.counts) == (1, {FORGOTTEN_USER: 3})
     rows = query(
         loaded,
         "SELECT event_ts FROM raw.events WHERE user_pseudonym = %s",

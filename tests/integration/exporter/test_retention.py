@@ -104,8 +104,8 @@ def test_each_tier_is_dropped_exactly_when_its_period_is_over(database: str) -> 
     assert "trends.monthly_p202603" in dropped
     assert query(database, "SELECT count(*) FROM trends.monthly") == [(0,)]
 
-    # users are kept while their account lives (only a deletion request removes them)
-    assert query(database, "SELECT count(*) FROM core.users") == [(12,)]
+    # users expire a year after their last activity (March 2026: long gone by 2029)
+    assert query(database, "SELECT count(*) FROM core.users") == [(0,)]
 
 
 def test_the_exporter_refuses_events_older_than_the_raw_window(database: str) -> None:

@@ -13,7 +13,13 @@ from collections.abc import Iterator, Mapping
 import httpx
 import pytest
 from fixtures.services import SinkCollector
-from integration.gateway.gateway_support import ADMIN, INGEST, GatewayFactory, RunningGateway
+from integration.gateway.gateway_support import (
+    ADMIN,
+    INGEST,
+    SERVICE,
+    GatewayFactory,
+    RunningGateway,
+)
 
 from caret_otel.processors.privacy.consent import ConsentStore
 from caret_otel.processors.privacy.pseudonyms import generate_key_entry
@@ -34,6 +40,9 @@ def gateway_env(
     return {
         "CARET_OTEL_INGEST_TOKENS": INGEST,
         "CARET_OTEL_ADMIN_TOKEN": ADMIN,
+        "CARET_OTEL_SERVICE_TOKENS": SERVICE,
+        # In-memory consent by default (tests of the durable store pass DATABASE_URL).
+        "CARET_OTEL_DEV_VOLATILE_CONSENT": "1",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
         **pseudonym_env,

@@ -17,8 +17,10 @@ from caret_otel.receivers.gateway.server import BackgroundServer
 
 INGEST = "ingest-token-for-tests-0123"
 ADMIN = "admin-token-for-tests-0123456"
+SERVICE = "service-token-for-tests-01234"
 AUTH = {"Authorization": f"Bearer {INGEST}"}
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
+SERVICE_AUTH = {"Authorization": f"Bearer {SERVICE}"}
 
 
 def iso(moment: datetime) -> str:
@@ -64,12 +66,28 @@ class RunningGateway:
             sent["Content-Encoding"] = "gzip"
         return self.client.post("/telemetry/events", content=body, headers=sent)
 
-    def set_consent(self, user: str, enabled: bool) -> httpx.Response:
+    def set_consent(
+        self, user: str, enabled: bool, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """A consent change with the service token (may lift an opt-out) by default."""
         return self.client.put(
             "/telemetry/consent",
             json={"user_id_hash": user, "telemetry_enabled": enabled},
-            headers=AUTH,
+            headers=SERVICE_AUTH if headers is None else headers,
         )
+
+    def delete_user(
+        self,
+        user: str,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """``POST /telemetry/deletions`` (the admin token by default)."""
+        sent = dict(ADMIN_AUTH if headers is None else headers)
+        if key is not None:
+            sent["Idempotency-Key"] = key
+        return self.client.post("/telemetry/deletions", json={"user_id_hash": user}, headers=sent)
 
     def metrics_text(self) -> str:
         return self.client.get("/metrics").text

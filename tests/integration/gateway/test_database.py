@@ -7,7 +7,7 @@ import uuid
 import psycopg
 import pytest
 from fixtures.services import migrated_database, wait_until
-from integration.gateway.gateway_support import ADMIN_AUTH, AUTH, GatewayFactory, client_event
+from integration.gateway.gateway_support import AUTH, GatewayFactory, client_event
 
 from caret_otel.stack import PostgresServer
 
@@ -46,17 +46,16 @@ def test_opt_out_is_durable_and_shared_between_gateways(
 def test_deletion_with_the_admin_token(gateway_factory: GatewayFactory, database_url: str) -> None:
     gw = gateway_factory(env={"DATABASE_URL": database_url})
     user = f"user-{uuid.uuid4().hex[:8]}"
-    path = f"/telemetry/users/{user}"
-    assert gw.client.delete(path, headers=AUTH).status_code == 403
+    assert gw.delete_user(user, headers=AUTH).status_code == 403
     key = f"erase-{user}"
-    done = gw.client.delete(path, headers={**ADMIN_AUTH, "Idempotency-Key": key})
+    done = gw.delete_user(user, key=key)
     assert done.status_code == 200, done.text
     body = done.json()
     assert body["request_id"] == key
     assert body["already_completed"] is False
     assert body["pseudonyms"] == 1
     assert body["deleted_rows"] == sum(body["rows_removed"].values())
-    again = gw.client.delete(path, headers={**ADMIN_AUTH, "Idempotency-Key": key})
+    again = gw.delete_user(user, key=key)
     assert (again.status_code, again.json()["already_completed"]) == (200, True)
     with psycopg.connect(database_url) as conn:
         audited = conn.execute(
@@ -73,7 +72,7 @@ def test_deletion_keeps_an_opt_out_and_removes_an_opt_in(
     gw = gateway_factory(env={"DATABASE_URL": database_url})
     user = f"user-{uuid.uuid4().hex[:8]}"
     assert gw.set_consent(user, enabled).status_code == 200
-    done = gw.client.delete(f"/telemetry/users/{user}", headers=ADMIN_AUTH)
+    done = gw.delete_user(user)
     assert done.status_code == 200, done.text
     # `forget` itself keeps an opt-out row: nothing is deleted and written back.
     assert done.json()["rows_removed"]["privacy.consent"] == (1 if enabled else 0)
@@ -84,9 +83,7 @@ def test_deletion_keeps_an_opt_out_and_removes_an_opt_in(
 
 def test_bad_idempotency_key(gateway_factory: GatewayFactory, database_url: str) -> None:
     gw = gateway_factory(env={"DATABASE_URL": database_url})
-    response = gw.client.delete(
-        "/telemetry/users/u", headers={**ADMIN_AUTH, "Idempotency-Key": "k" * 300}
-    )
+    response = gw.delete_user("u", key="k" * 300)
     assert (response.status_code, response.json()["field"]) == (400, "Idempotency-Key")
 
 

@@ -16,6 +16,7 @@ from google.rpc import status_pb2
 from integration.gateway.gateway_support import (
     ADMIN_AUTH,
     AUTH,
+    SERVICE_AUTH,
     GatewayFactory,
     RunningGateway,
     client_event,
@@ -37,7 +38,7 @@ from caret_otel.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-PROTOBUF = {"Content-Type": "application/x-protobuf", **AUTH}
+PROTOBUF = {"Content-Type": "application/x-protobuf", **SERVICE_AUTH}
 # With nothing listening, shutdown gives up draining after the export timeout.
 SHORT_TIMEOUT = {"OTEL_EXPORTER_OTLP_TIMEOUT": "500"}
 
@@ -117,6 +118,12 @@ def test_long_values_are_cut_and_counted(gateway_factory: GatewayFactory) -> Non
     body = response.json()
     assert body["accepted"] == 1
     assert body["rejected"][0]["field"] == "properties"
+    # A model id longer than the limit is not cut into another plausible id: it is off
+    # its value shape and dropped (docs/privacy.md).
+    assert body["dropped_attributes"] == 1
+    assert 'caret_gateway_attributes_total{action="dropped",reason="shape"}' in gw.metrics_text()
+    cut = gw.post_events(client_event("task.provider_api_error", errorMessage="e" * 100))
+    assert cut.status_code == 202
     assert 'caret_gateway_attributes_total{action="truncated",reason="length"}' in gw.metrics_text()
 
 
@@ -207,7 +214,7 @@ def test_415_content_type_and_encoding(gateway: RunningGateway) -> None:
     )
     assert (brotli.status_code, brotli.json()["field"]) == (415, "Content-Encoding")
     otlp_text = gateway.client.post(
-        "/v1/traces", content=b"x", headers={"Content-Type": "text/plain", **AUTH}
+        "/v1/traces", content=b"x", headers={"Content-Type": "text/plain", **SERVICE_AUTH}
     )
     assert otlp_text.status_code == 415
 
@@ -360,11 +367,11 @@ def test_otlp_json_with_partial_success(gateway: RunningGateway) -> None:
         }],
         "futureField": {"ignored": True},
     }  # fmt: skip
-    response = gateway.client.post("/v1/logs", json=document, headers=AUTH)
+    response = gateway.client.post("/v1/logs", json=document, headers=SERVICE_AUTH)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["partialSuccess"]["rejectedLogRecords"] in ("1", 1)
-    all_kept = gateway.client.post("/v1/logs", json={"resourceLogs": []}, headers=AUTH)
+    all_kept = gateway.client.post("/v1/logs", json={"resourceLogs": []}, headers=SERVICE_AUTH)
     assert (all_kept.status_code, all_kept.json()) == (200, {})
 
 
@@ -379,7 +386,7 @@ def test_otlp_errors_use_the_request_encoding(gateway: RunningGateway) -> None:
     bad_id = gateway.client.post(
         "/v1/traces",
         json={"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "xyz"}]}]}]},
-        headers=AUTH,
+        headers=SERVICE_AUTH,
     )
     assert bad_id.status_code == 400
     assert "traceId" in bad_id.json()["message"]
@@ -434,8 +441,9 @@ def test_opt_out_event_applies_to_the_rest_of_the_batch(gateway: RunningGateway)
         client_event("task.created", user="carol"),
     ]
     body = gateway.post_events(batch).json()
-    # created, opt_out, (completed dropped), opt_in, created
-    assert (body["accepted"], body["opted_out"]) == (4, 1)
+    # created, opt_out, (completed dropped), opt_in (kept as an event, but a client token's
+    # opt-in cannot lift the opt-out), (created dropped)
+    assert (body["accepted"], body["opted_out"]) == (3, 2)
 
 
 @pytest.mark.parametrize(
@@ -460,25 +468,29 @@ def test_consent_validation(
 
 
 def test_deletion_needs_the_admin_token(gateway: RunningGateway) -> None:
-    path = "/telemetry/users/some-user"
-    assert gateway.client.delete(path).status_code == 401
-    assert (
-        gateway.client.delete(
-            path, headers={"Authorization": "Bearer unknown-token-123456789"}
-        ).status_code
-        == 401
-    )
-    assert gateway.client.delete(path, headers=AUTH).status_code == 403
-    without_database = gateway.client.delete(path, headers=ADMIN_AUTH)
+    path = "/telemetry/deletions"
+    body = {"user_id_hash": "some-user"}
+    assert gateway.client.post(path, json=body).status_code == 401
+    unknown = {"Authorization": "Bearer unknown-token-123456789"}
+    assert gateway.client.post(path, json=body, headers=unknown).status_code == 401
+    assert gateway.client.post(path, json=body, headers=AUTH).status_code == 403
+    assert gateway.client.post(path, json=body, headers=SERVICE_AUTH).status_code == 403
+    without_database = gateway.client.post(path, json=body, headers=ADMIN_AUTH)
     assert without_database.status_code == 503
     assert "DATABASE_URL" in without_database.json()["message"]
+    # The former form (the id in the URL) is gone, and says where to go.
+    old = gateway.client.delete("/telemetry/users/some-user", headers=ADMIN_AUTH)
+    assert old.status_code == 410
+    assert "POST /telemetry/deletions" in old.json()["message"]
+    assert "some-user" not in old.text
 
 
 def test_deletion_without_configured_admin_token_is_forbidden(
     gateway_factory: GatewayFactory,
 ) -> None:
     gw = gateway_factory(env={"CARET_OTEL_ADMIN_TOKEN": ""})
-    assert gw.client.delete("/telemetry/users/u", headers=AUTH).status_code == 403
+    refused = gw.client.post("/telemetry/deletions", json={"user_id_hash": "u"}, headers=AUTH)
+    assert refused.status_code == 403
 
 
 # --- transparency and operations -------------------------------------------------------

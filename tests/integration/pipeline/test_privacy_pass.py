@@ -11,6 +11,7 @@ everything.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ SECRETS = (
     Secret(py.CARD_NUMBER, "card 4111 1111 1111 1111 charged", "1111 1111 1111"),
     Secret(py.CARD_NUMBER, "amex 378282246310005", "378282246310005"),
     Secret(py.CARD_NUMBER, "discover 6011-1111-1111-1117", "6011-1111"),
+    # The detectors written once for both passes, on their own cases.
+    *(Secret(d.kind, text, core) for d in py.SHARED_DETECTORS for text, core in d.redacts),
 )
 # Free text that is not a secret and must come through unchanged.
 SURVIVORS = (
@@ -83,8 +86,20 @@ SURVIVORS = (
     "since 2024-01-01T10:00:00Z",
     "invalid token provided",
     "request 627cc493-f310-47de-96bd-71410b7dec09",
+    *(text for d in py.SHARED_DETECTORS for text in d.keeps),
 )
 RAW_USER = f"raw-user-{uuid.uuid4().hex[:8]}"
+UNKNOWN_METRIC = "custom.leak.requests"
+SENDER_TRACE_STATE = "vendor=jane.doe.example"
+SENDER_SCHEMA_URL = "https://jane.example.net/schema"
+OTEL_SCHEMA_URL = "https://opentelemetry.io/schemas/1.38.0"
+
+
+def eid(label: str) -> str:
+    """A test record's ``caret.event.id``: the event-id shape (32 hex digits)."""
+    return hashlib.sha256(label.encode()).hexdigest()[:32]
+
+
 GATEWAY_PSEUDONYM = "v1:" + "ab" * 32
 FORBIDDEN_VALUE = "janes-macbook-pro"
 UNKNOWN_VALUE = "favourite-colour-teal"
@@ -119,7 +134,7 @@ def _traces(service: str) -> dict[str, Any]:
                 "endTimeUnixNano": str(now),
                 "attributes": key_values(
                     {
-                        attrs.CARET_EVENT_ID: f"span-{index}",
+                        attrs.CARET_EVENT_ID: eid(f"span-{index}"),
                         attrs.CARET_ERROR_MESSAGE: secret.text,
                         attrs.GEN_AI_OPERATION_NAME: "chat",
                         attrs.GEN_AI_PROVIDER_NAME: "anthropic",
@@ -139,6 +154,7 @@ def _traces(service: str) -> dict[str, Any]:
                         ),
                     }
                 ],
+                "traceState": SENDER_TRACE_STATE,
                 "links": [
                     {
                         "traceId": uuid.uuid4().hex,
@@ -153,7 +169,8 @@ def _traces(service: str) -> dict[str, Any]:
         "resourceSpans": [
             {
                 "resource": _resource(service),
-                "scopeSpans": [{"scope": _scope(), "spans": spans}],
+                "schemaUrl": SENDER_SCHEMA_URL,
+                "scopeSpans": [{"scope": _scope(), "schemaUrl": OTEL_SCHEMA_URL, "spans": spans}],
             }
         ]
     }
@@ -196,7 +213,7 @@ def _logs(service: str) -> dict[str, Any]:
                 "body": any_value(secret.text),
                 "attributes": key_values(
                     {
-                        attrs.CARET_EVENT_ID: f"log-{index}",
+                        attrs.CARET_EVENT_ID: eid(f"log-{index}"),
                         attrs.CARET_ERROR_MESSAGE: secret.text,
                         attrs.GEN_AI_REQUEST_MODEL: secret.text,
                         attrs.ENDUSER_ID: RAW_USER,
@@ -219,7 +236,7 @@ def _logs(service: str) -> dict[str, Any]:
             "timeUnixNano": str(now),
             "eventName": "caret.test.nested",
             "body": any_value(nested),
-            "attributes": key_values({attrs.CARET_EVENT_ID: "log-nested"}),
+            "attributes": key_values({attrs.CARET_EVENT_ID: eid("log-nested")}),
         }
     )
     for index, text in enumerate(SURVIVORS):
@@ -230,7 +247,7 @@ def _logs(service: str) -> dict[str, Any]:
                 "body": any_value(text),
                 "attributes": key_values(
                     {
-                        attrs.CARET_EVENT_ID: f"survivor-{index}",
+                        attrs.CARET_EVENT_ID: eid(f"survivor-{index}"),
                         attrs.CARET_ERROR_MESSAGE: text,
                         attrs.HTTP_ROUTE: "/v1/messages",
                     }
@@ -273,7 +290,7 @@ def _metrics(service: str) -> dict[str, Any]:
     }
     starts = {
         "name": metrics.CARET_TASK_STARTS.name,
-        "unit": metrics.CARET_TASK_STARTS.unit,
+        "unit": "jane@example.com",
         "description": f"tasks {secret}",
         "metadata": key_values({"note": secret}),
         "sum": {
@@ -313,9 +330,23 @@ def _metrics(service: str) -> dict[str, Any]:
         "resourceMetrics": [
             {
                 "resource": _resource(service),
-                "scopeMetrics": [{"scope": _scope(), "metrics": [starts, histogram]}],
+                "scopeMetrics": [
+                    {"scope": _scope(), "metrics": [starts, histogram, _unknown_metric(now)]}
+                ],
             }
         ]
+    }
+
+
+def _unknown_metric(now: int) -> dict[str, Any]:
+    return {
+        "name": UNKNOWN_METRIC,
+        "unit": "1",
+        "sum": {
+            "aggregationTemporality": 2,
+            "isMonotonic": True,
+            "dataPoints": [{"asInt": "1", "timeUnixNano": str(now), "attributes": []}],
+        },
     }
 
 
@@ -412,7 +443,7 @@ def test_forbidden_unknown_and_raw_identifiers_reach_no_store(landed: Landed) ->
 def test_secrets_are_masked_in_every_place_of_a_span(landed: Landed) -> None:
     by_id = {otlp_attributes(s["attributes"])[attrs.CARET_EVENT_ID]: s for s in landed.spans}
     for index, secret in enumerate(SECRETS):
-        span = by_id[f"span-{index}"]
+        span = by_id[eid(f"span-{index}")]
         attributes = otlp_attributes(span["attributes"])
         for where, value in (
             ("name", span["name"]),
@@ -431,7 +462,7 @@ def test_secrets_are_masked_in_every_place_of_a_span(landed: Landed) -> None:
 def test_secrets_are_masked_in_log_bodies_names_and_attributes(landed: Landed) -> None:
     by_id = {otlp_attributes(r["attributes"])[attrs.CARET_EVENT_ID]: r for r in landed.logs}
     for index, secret in enumerate(SECRETS):
-        record = by_id[f"log-{index}"]
+        record = by_id[eid(f"log-{index}")]
         attributes = otlp_attributes(record["attributes"])
         assert record["eventName"].startswith("caret.test.probe ")
         for value in (
@@ -442,23 +473,22 @@ def test_secrets_are_masked_in_log_bodies_names_and_attributes(landed: Landed) -
         ):
             assert "****" in value, value
             assert secret.core not in value, value
-        assert secret.core not in attributes[attrs.GEN_AI_REQUEST_MODEL]
+        # A public string that is not its shape (a model id with spaces, a path, a
+        # masked secret) is dropped, not kept masked.
+        assert attrs.GEN_AI_REQUEST_MODEL not in attributes
         assert attributes[attrs.ENDUSER_ID] == collector_pseudonym(RAW_USER)
         # A pseudonym made by the gateway passes unchanged (not hashed twice).
         assert attributes[attrs.SESSION_ID] == GATEWAY_PSEUDONYM
         assert attrs.CARET_PROMPT_TEXT not in attributes
-    nested = by_id["log-nested"]["body"]["kvlistValue"]["values"]
-    assert {kv["key"] for kv in nested} == {
-        attrs.CARET_ERROR_MESSAGE,
-        attrs.EXCEPTION_STACKTRACE,
-        attrs.HTTP_ROUTE,
-    }
+    nested = by_id[eid("log-nested")]["body"]["kvlistValue"]["values"]
+    # http.route held free text, not a route template: off its shape, so dropped.
+    assert {kv["key"] for kv in nested} == {attrs.CARET_ERROR_MESSAGE, attrs.EXCEPTION_STACKTRACE}
 
 
 def test_values_that_are_not_secrets_survive(landed: Landed) -> None:
     by_id = {otlp_attributes(r["attributes"])[attrs.CARET_EVENT_ID]: r for r in landed.logs}
     for index, text in enumerate(SURVIVORS):
-        record = by_id[f"survivor-{index}"]
+        record = by_id[eid(f"survivor-{index}")]
         attributes = otlp_attributes(record["attributes"])
         assert attributes[attrs.CARET_ERROR_MESSAGE] == text
         assert record["body"]["stringValue"] == text
@@ -505,3 +535,25 @@ def test_business_metrics_keep_safe_labels_and_clean_exemplars(landed: Landed) -
         filtered = otlp_attributes(exemplar.get("filteredAttributes"))
         assert set(filtered) <= safe
         assert all(SECRETS[0].core not in str(v) for v in filtered.values())
+
+
+def test_otlp_fields_outside_attributes_are_dropped_or_replaced(landed: Landed) -> None:
+    """trace_state dropped, schema_url only upstream's, scope.version only a version,
+    metric units from the registry, unknown metrics nowhere."""
+    for store, text in _stores(landed).items():
+        assert SENDER_TRACE_STATE not in text, store
+        assert SENDER_SCHEMA_URL not in text, store
+        assert prometheus_label(UNKNOWN_METRIC) not in text, store
+        assert UNKNOWN_METRIC not in text, store
+    assert OTEL_SCHEMA_URL in landed.tempo
+    for span in landed.spans:
+        assert not span.get("traceState"), span.get("traceState")
+    (starts,) = [m for m in landed.business_metrics if m["name"] == metrics.CARET_TASK_STARTS.name]
+    assert starts["unit"] == metrics.CARET_TASK_STARTS.unit
+    assert starts["description"] == " ".join(metrics.CARET_TASK_STARTS.brief.split())
+
+
+def test_metric_label_off_its_shape_becomes_other(landed: Landed) -> None:
+    label = prometheus_label(attrs.ERROR_TYPE)
+    values = {series.get(label) for series in landed.prometheus if label in series}
+    assert values == {"other"}, values

@@ -26,12 +26,13 @@ def test_rendered_prometheus_config_passes_check_config(tmp_path: Path) -> None:
     )
     result = promtool("check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    # Both rule files are picked up through the rule_files glob.
-    assert "SUCCESS: 2 rule files found" in result.stdout
+    # Every rule file (recording, alerts, SLOs) is picked up through the rule_files glob.
+    assert "SUCCESS: 3 rule files found" in result.stdout
 
 
 def test_rule_files_pass_check_rules() -> None:
-    paths = [str(ROOT / generate.RECORDING_RULES), str(ROOT / generate.ALERT_RULES)]
+    rule_files = (generate.RECORDING_RULES, generate.ALERT_RULES, generate.SLO_RULES)
+    paths = [str(ROOT / p) for p in rule_files]
     result = promtool("check", "rules", *paths)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -69,3 +70,22 @@ def test_every_recording_rule_is_tested() -> None:
     cases = yaml.safe_load((ROOT / "prometheus" / "tests" / "recording_test.yml").read_text())
     tested = {case["expr"] for test in cases["tests"] for case in test.get("promql_expr_test", [])}
     assert names - tested == set()
+
+
+def test_every_slo_alert_is_exercised_firing_and_quiet() -> None:
+    """Each burn-rate alert appears in ``slo_test.yml`` firing and staying quiet."""
+    import yaml
+
+    rules = yaml.safe_load((ROOT / generate.SLO_RULES).read_text())
+    names = {
+        rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule
+    }
+    assert len(names) == 8  # four SLOs, fast and slow burn each
+    cases = yaml.safe_load((ROOT / "prometheus" / "tests" / "slo_test.yml").read_text())
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in cases["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+    assert names - firing == set(), "SLO alerts never tested firing"
+    assert names - quiet == set(), "SLO alerts never tested staying quiet"

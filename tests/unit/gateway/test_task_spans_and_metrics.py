@@ -57,7 +57,7 @@ def test_span_starts_at_the_created_event() -> None:
     span = decode(encoded)
     assert span.name == spans.CARET_TASK
     assert span.kind == trace_pb2.Span.SPAN_KIND_INTERNAL
-    assert (span.trace_id, span.span_id) == task_spans.task_ids(TASK)
+    assert (span.trace_id, span.span_id) == task_spans.task_ids(TASK, 100 * S)
     assert (span.start_time_unix_nano, span.end_time_unix_nano) == (100 * S, 160 * S)
     assert span.status.code == trace_pb2.Status.STATUS_CODE_UNSET
     # Attributes of both events, only those of the span definition.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,11 @@ def test_scrub_without_a_key_refuses_with_the_keygen_hint(tmp_path: Path) -> Non
 
 
 def test_scrub_events_with_the_production_key(tmp_path: Path) -> None:
+    # scrub applies the gateway's time window: the plan's example is dated to today
+    today = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    recent = {**PLAN_EXAMPLE, "timestamp": today}
     bad = {**PLAN_EXAMPLE, "timestamp": "yesterday"}
-    path = write_jsonl(tmp_path / "e.jsonl", [PLAN_EXAMPLE, bad])
+    path = write_jsonl(tmp_path / "e.jsonl", [recent, bad])
     with path.open("a") as stream:
         stream.write("\n{not json\n")
     result = run(
@@ -82,7 +86,7 @@ def test_scrub_events_with_the_production_key(tmp_path: Path) -> None:
     (signal,) = first["signals"]
     assert signal["signal"] == "log"
     assert signal["name"] == events.CARET_TASK_CREATED.name
-    assert signal["timestamp"] == "2025-01-11T10:00:00Z"
+    assert signal["timestamp"] == today
     pseudonymizer = make_pseudonymizer(KEY_1)
     assert signal["attributes"][attrs.ENDUSER_PSEUDO_ID] == pseudonymizer.pseudonymize(
         "hashed_user_id"
@@ -131,7 +135,7 @@ def test_scrub_otlp_json_from_stdin() -> None:
         ],
         resource={attrs.SERVICE_NAME: "proxy", attrs.HOST_NAME: "bob-pc"},
     )
-    logs = doc.logs([doc.log_record({"msg": "from 10.0.0.9"}, event_name="custom")])
+    logs = doc.logs([doc.log_record({"message": "from 10.0.0.9"}, event_name="custom")])
     metrics = doc.metrics(
         [
             doc.metric(
@@ -156,7 +160,7 @@ def test_scrub_otlp_json_from_stdin() -> None:
     assert span["resource"] == {attrs.SERVICE_NAME: "proxy"}
     assert traces_line["dropped"] == [{"signal": "span", "reason": "opted_out", "count": 1}]
     (record,) = logs_line["signals"]
-    assert record["body"] == {"msg": "from <redacted:ipv4>"}
+    assert record["body"] == {"message": "from <redacted:ipv4>"}
     (point,) = metrics_line["signals"]
     assert point == {
         "signal": "metric",

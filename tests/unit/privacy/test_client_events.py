@@ -16,6 +16,7 @@ from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
 from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
+from caret_otel.semconv.policy import load_policy
 
 # The example of section 2.1 of the telemetry plan, plus a task id.
 PLAN_EXAMPLE: dict[str, Any] = {
@@ -202,8 +203,8 @@ def test_consent_events_pass_and_name_the_change(
         (event(properties=["x"]), "properties", "JSON object"),
         (event(client_info=None), "client_info", "required"),
         (
-            event(client_info={"version": "1", "platform": "vscode"}),
-            "client_info.language",
+            event(client_info={"version": "1", "language": "ko"}),
+            "client_info.platform",
             "required",
         ),
         (
@@ -211,7 +212,6 @@ def test_consent_events_pass_and_name_the_change(
             "client_info.version",
             "string",
         ),
-        (event(properties={"model": "x"}), "properties.task_id", "required for task.created"),
     ],
 )
 def test_malformed_events_name_the_field(
@@ -247,8 +247,15 @@ def test_invalid_country_header_is_dropped(
 
 
 def test_every_client_event_type_maps(scrubber: ClientEventScrubber, report: ScrubReport) -> None:
+    aliases: dict[str, str] = {}
+    for key, name in load_policy().client_properties.items():
+        aliases.setdefault(name, key)
     for event_type, spec in events.CLIENT_EVENTS.items():
-        out = scrubber.scrub(event(event_type=event_type), report)
+        raw = event(event_type=event_type)
+        for name in spec.required:  # e.g. an experiment's key and variant
+            if name in aliases:
+                raw["properties"].setdefault(aliases[name], "control")
+        out = scrubber.scrub(raw, report)
         assert out is not None
         assert out.spec is spec
 
@@ -261,3 +268,167 @@ def test_opt_out_survives_a_key_rotation(report: ScrubReport) -> None:
     consent = InMemoryConsentStore(make_pseudonymizer(KEY_1).all_pseudonyms("hashed_user_id"))
     rotated = PrivacyEngine(load_policy(), make_pseudonymizer(KEY_1, KEY_2))
     assert ClientEventScrubber(rotated, consent).scrub(PLAN_EXAMPLE, report) is None
+
+
+# --- Real clients (Caret 0.4.x = Cline v3.38.2, Cline 2026): see tests/real_client_corpus.py
+
+
+def real(event_type: str, properties: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    metadata = {"extension_version": "0.4.5", "platform": "Visual Studio Code",
+                "platform_version": "1.95.3", "os_type": "Darwin",
+                "os_version": "Darwin Kernel Version 24.1.0: Thu Oct 10", "is_dev": False}  # fmt: skip
+    raw = {
+        "event_type": event_type,
+        "user_id_hash": "ab" * 32,
+        "session_id": "vscode-session",
+        "timestamp": "2025-11-30T10:00:00.123Z",
+        "properties": properties | metadata,
+        "client_info": {"version": "0.4.5", "platform": "Visual Studio Code"},
+    }
+    raw.update(changes)
+    return raw
+
+
+def test_the_plan_example_is_accepted_as_written(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    plan = copy.deepcopy(PLAN_EXAMPLE)
+    del plan["properties"]["task_id"]
+    out = scrubber.scrub(plan, report)
+    assert out is not None
+    assert out.attributes[attrs.GEN_AI_PROVIDER_NAME] == "anthropic"
+    assert out.attributes[attrs.CARET_CONTEXT_WINDOW_SIZE] == 128000
+    assert attrs.CARET_TASK_ID not in out.attributes
+
+
+def test_an_assistant_turn_maps_camel_case_and_counts_cache_in_input(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    props = {"ulid": "01JD" + "0" * 22, "provider": "anthropic", "model": "claude-sonnet-4-5",
+             "source": "assistant", "mode": "act", "timestamp": "2025-11-30T10:00:00.000Z",
+             "tokensIn": 1000, "tokensOut": 200, "cacheReadTokens": 500, "cacheWriteTokens": 50,
+             "totalCost": 0.0123, "isNativeToolCall": False}  # fmt: skip
+    out = scrubber.scrub(real("task.conversation_turn", props), report)
+    assert out is not None
+    a = out.attributes
+    assert a[attrs.GEN_AI_USAGE_INPUT_TOKENS] == 1550  # uncached + cache reads + cache writes
+    assert a[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 500
+    assert a[attrs.GEN_AI_USAGE_OUTPUT_TOKENS] == 200
+    assert a[attrs.CARET_API_COST] == 0.0123
+    assert a[attrs.CARET_TASK_TURN_SOURCE] == "assistant"
+    assert a[attrs.CARET_CLIENT_PLATFORM] == "vscode"
+    assert a[attrs.OS_TYPE] == "darwin"
+    assert a[attrs.CARET_CLIENT_PLATFORM_VERSION] == "1.95.3"
+    assert attrs.CARET_CLIENT_LANGUAGE not in a  # absent on a first run: still accepted
+    assert report.dropped[("timestamp", reasons.NOT_COLLECTED)] == 1
+    assert report.dropped[("os_version", reasons.NOT_COLLECTED)] == 1
+    assert "Darwin Kernel" not in repr(a)
+
+
+def test_milliseconds_become_seconds_and_per_event_names_win(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    completed = {"ulid": "01JD" + "1" * 22, "provider": "anthropic", "modelId": "m",
+                 "mode": "act", "durationMs": 95_000, "source": "submit_and_exit", "apiFormat": 3}  # fmt: skip
+    out = scrubber.scrub(real("task.completed", completed), report)
+    assert out is not None
+    assert out.attributes[attrs.CARET_TASK_DURATION] == 95.0
+    assert out.attributes[attrs.CARET_TASK_COMPLETION_SOURCE] == "submit_and_exit"
+    assert attrs.CARET_TASK_TURN_SOURCE not in out.attributes
+    assert report.dropped[("apiFormat", reasons.NOT_COLLECTED)] == 1
+    browser = {"ulid": "01JD" + "1" * 22, "actionCount": 4, "duration": 5300,
+               "actions": ["navigate: http://localhost:3000/admin"]}  # fmt: skip
+    out = scrubber.scrub(real("task.browser_tool_end", browser), report)
+    assert out is not None
+    assert out.attributes[attrs.CARET_OPERATION_DURATION] == 5.3
+    assert out.attributes[attrs.CARET_ITEM_COUNT] == 4
+    assert "localhost" not in repr(out.attributes)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "properties", "dropped"),
+    [
+        ("task.rule_toggled", {"ruleFileName": "acme.md", "enabled": True, "isGlobal": False}, "ruleFileName"),
+        ("task.slash_command_used", {"commandName": "deploy-prod.md", "commandType": "workflow"}, "commandName"),
+        ("task.mcp_tool_called", {"status": "started", "argumentKeys": ["sql"], "serverName": "db"}, "argumentKeys"),
+    ],
+)  # fmt: skip
+def test_content_properties_are_dropped_but_the_event_is_kept(
+    scrubber: ClientEventScrubber, report: ScrubReport, event_type: str,
+    properties: dict[str, Any], dropped: str,
+) -> None:  # fmt: skip
+    out = scrubber.scrub(real(event_type, {"ulid": "01JD" + "2" * 22} | properties), report)
+    assert out is not None
+    assert report.dropped[(dropped, reasons.NOT_COLLECTED)] == 1
+    assert repr(properties[dropped]) not in repr(out.attributes)
+
+
+def test_provider_errors_of_caret_0_4_carry_their_status(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    message = "429 Too Many Requests: limit for jane@example.com reached"
+    out = scrubber.scrub(real("extension.message", {"message": message, "level": "error"}), report)
+    assert out is not None
+    assert out.spec is events.CARET_EXTENSION_ERROR
+    assert out.attributes[attrs.HTTP_RESPONSE_STATUS_CODE] == 429
+    assert out.attributes[attrs.ERROR_TYPE] == "429"
+    assert "jane@example.com" not in str(out.attributes[attrs.CARET_ERROR_MESSAGE])
+    cline = {"ulid": "01JD" + "3" * 22, "model": "m", "provider": "anthropic",
+             "errorMessage": "auth failed", "errorStatus": 401, "errorType": "auth",
+             "failurePhase": "preflight", "requestId": "req_1"}  # fmt: skip
+    out = scrubber.scrub(real("task.provider_api_error", cline), report)
+    assert out is not None
+    assert out.attributes[attrs.HTTP_RESPONSE_STATUS_CODE] == 401
+    assert out.attributes[attrs.ERROR_TYPE] == "auth"
+    assert out.attributes[attrs.CARET_ERROR_PHASE] == "preflight"
+    assert report.dropped[("requestId", reasons.NOT_COLLECTED)] == 1
+
+
+def test_family_suffixes_are_enumerated_never_copied(
+    scrubber: ClientEventScrubber, report: ScrubReport
+) -> None:
+    known = scrubber.scrub(
+        real("task.focus_chain_list_written", {"ulid": "01JD" + "4" * 22}), report
+    )
+    assert known is not None
+    assert known.attributes[attrs.CARET_FEATURE_ACTION] == "list_written"
+    novel = scrubber.scrub(real("task.focus_chain_secret_project_x", {}), report)
+    assert novel is not None
+    assert novel.attributes[attrs.CARET_FEATURE_ACTION] == events.OTHER_ACTION
+    with pytest.raises(ClientEventError) as caught:
+        scrubber.scrub(real("task.hook_executed", {}), report)
+    assert caught.value.field == "event_type"
+
+
+def test_every_real_client_event_type_is_in_the_registry() -> None:
+    from real_client_corpus import FUTURE_EVENT_TYPES, build
+
+    types = {e["event_type"] for e in build().events} - set(FUTURE_EVENT_TYPES)
+    catalogue = {
+        "task.created", "task.restarted", "task.completed", "task.conversation_turn",
+        "task.tokens", "task.mode", "task.feedback", "task.tool_used", "task.mcp_tool_called",
+        "task.checkpoint_used", "task.diff_edit_failed", "task.browser_tool_start",
+        "task.browser_tool_end", "task.browser_error", "task.provider_api_error",
+        "task.gemini_api_performance", "task.focus_chain_enabled", "task.focus_chain_disabled",
+        "task.focus_chain_progress_first", "task.focus_chain_progress_update",
+        "task.focus_chain_incomplete_on_completion", "task.focus_chain_list_opened",
+        "task.focus_chain_list_written", "task.summarize_task", "task.initialization",
+        "task.option_selected", "task.options_ignored", "task.slash_command_used",
+        "task.rule_toggled", "task.feature_toggled", "task.auto_condense_toggled",
+        "task.yolo_mode_toggled", "task.terminal_execution", "task.terminal_output_failure",
+        "task.terminal_user_intervention", "task.terminal_hang", "task.mention_used",
+        "task.mention_failed", "task.mention_search_results", "task.workspace_search_pattern",
+        "workspace.initialized", "workspace.init_error", "workspace.multi_root_checkpoint",
+        "workspace.path_resolved", "task.subagent_enabled", "ui.model_selected",
+        "ui.button_clicked", "ui.model_favorite_toggled", "ui.rules_menu_opened",
+        "user.telemetry_enabled", "user.extension_activated", "user.opt_out", "user.opt_in",
+        "user.auth_started", "user.auth_succeeded", "user.auth_failed", "user.auth_logged_out",
+        "user.onboarding_progress", "voice.recording_started", "extension.error",
+        "extension.message", "ui.panel_opened", "ui.new_task_clicked", "ui.prompt_submitted",
+        "task.skill_used", "task.mistake_limit_reached",
+    }  # fmt: skip
+    for event_type in catalogue | types:
+        resolved = events.for_client_event(event_type)
+        assert resolved is not None, event_type
+        _, action = resolved
+        assert action != events.OTHER_ACTION, event_type

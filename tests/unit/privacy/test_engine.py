@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from caret_otel.processors.privacy import report as reasons
@@ -116,7 +118,10 @@ def test_pseudonyms_are_rehashed_unless_accepted(pseudonymizer: Pseudonymizer) -
     assert strict.scrub_attributes({attrs.USER_ID: existing}, report)[attrs.USER_ID] != existing
     assert trusting.scrub_attributes({attrs.USER_ID: existing}, report)[attrs.USER_ID] == existing
     forged = "v9:" + "0" * 64  # a pseudonym shape under a key we do not have
-    assert trusting.scrub_attributes({attrs.USER_ID: forged}, report)[attrs.USER_ID] != forged
+    # A look-alike whose keyed tag does not verify is dropped, never kept or re-keyed.
+    assert attrs.USER_ID not in trusting.scrub_attributes({attrs.USER_ID: forged}, report)
+    unkeyed = f"v{pseudonymizer.key_ids[-1]}:" + hashlib.sha256(b"alice@example.com").hexdigest()
+    assert attrs.USER_ID not in trusting.scrub_attributes({attrs.USER_ID: unkeyed}, report)
 
 
 @pytest.mark.parametrize(
@@ -178,18 +183,28 @@ def test_limits_bound_count_and_length(pseudonymizer: Pseudonymizer) -> None:
     report = ScrubReport()
     out = engine.scrub_attributes(
         {
-            attrs.GEN_AI_REQUEST_MODEL: "a-very-long-model-name",
+            attrs.EXCEPTION_MESSAGE: "a-very-long-message",
             attrs.GEN_AI_PROVIDER_NAME: "anthropic",
             attrs.CARET_CLIENT_VERSION: "1.0.0",
         },
         report,
     )
     assert out == {
-        attrs.GEN_AI_REQUEST_MODEL: "a-very-lon",
+        attrs.EXCEPTION_MESSAGE: "a-very-lon",
         attrs.GEN_AI_PROVIDER_NAME: "anthropic",
     }
     assert report.dropped == {(attrs.CARET_CLIENT_VERSION, reasons.LIMIT): 1}
-    assert report.truncated == {attrs.GEN_AI_REQUEST_MODEL: 1}
+    assert report.truncated == {attrs.EXCEPTION_MESSAGE: 1}
+
+
+def test_shaped_value_longer_than_the_limit_is_dropped_not_cut(
+    pseudonymizer: Pseudonymizer,
+) -> None:
+    engine = PrivacyEngine(load_policy(), pseudonymizer, Limits(max_value_length=10))
+    report = ScrubReport()
+    out = engine.scrub_attributes({attrs.GEN_AI_REQUEST_MODEL: "a-very-long-model-name"}, report)
+    assert out == {}
+    assert report.dropped == {(attrs.GEN_AI_REQUEST_MODEL, reasons.SHAPE): 1}
 
 
 def test_secret_straddling_the_length_limit_is_still_redacted(pseudonymizer: Pseudonymizer) -> None:
@@ -218,15 +233,18 @@ def test_body_is_scrubbed_recursively(
         "bob@example.com": "key is an email",
     }
     out = engine.scrub_body(body, report)
+    # A structured body fails closed like attributes: only registry keys (and client
+    # aliases) stay, under their attribute's rule.
     assert out == {
         "message": "login from <redacted:ipv4>",
         "user.id": pseudonymizer.pseudonymize("alice"),
-        "token_count": 5,
-        "nested": [{}, {"note": "ok"}],
-        "<redacted:email>": "key is an email",
     }
     assert report.dropped[("body:prompt", reasons.FORBIDDEN)] == 1
     assert report.dropped[("body:access_token", reasons.SECRET_KEY)] == 1
+    assert report.dropped[("body:token_count", reasons.UNKNOWN)] == 1
+    assert report.dropped[("body:nested", reasons.UNKNOWN)] == 1
+    assert report.dropped[("body:<redacted:email>", reasons.UNKNOWN)] == 1
+    assert engine.scrub_body([{"path": "/home/alice/x"}, b"raw"], report) == [{}]
     assert report.dropped[("body:path", reasons.FORBIDDEN)] == 1
     assert report.dropped[("body", reasons.TYPE)] == 1
 
@@ -236,8 +254,8 @@ def test_body_depth_is_bounded(pseudonymizer: Pseudonymizer) -> None:
     report = ScrubReport()
     deep: object = "leaf"
     for _ in range(6):
-        deep = {"k": deep}
-    assert engine.scrub_body(deep, report) == {"k": {"k": {}}}
+        deep = [deep]
+    assert engine.scrub_body(deep, report) == [[[]]]
     assert report.dropped == {("body", reasons.DEPTH): 1}
 
 

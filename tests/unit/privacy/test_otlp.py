@@ -153,7 +153,11 @@ def test_log_bodies_event_names_and_attributes(
         doc.logs(
             [
                 doc.log_record(
-                    {"msg": f"hello {SECRET}", "items": [1, {"password": "hunter2"}], "ok": True},
+                    {
+                        "message": f"hello {SECRET}",
+                        "items": [1, {"password": "hunter2"}],
+                        "ok": True,
+                    },
                     {attrs.EXCEPTION_TYPE: "ValueError", "raw.user": SECRET},
                     event_name=events.CARET_TASK_CREATED.name,
                 ),
@@ -166,18 +170,16 @@ def test_log_bodies_event_names_and_attributes(
     assert "alice" not in as_text(request)
     assert "hunter2" not in as_text(request)
     first, second, third = request.resource_logs[0].scope_logs[0].log_records
-    assert any_to_python(first.body) == {
-        "msg": "hello <redacted:email>",
-        "items": [1, {}],
-        "ok": True,
-    }
+    # A structured body fails closed: only registry keys (or client aliases) stay.
+    assert any_to_python(first.body) == {"message": "hello <redacted:email>"}
     assert attributes_to_dict(first.attributes) == {attrs.EXCEPTION_TYPE: "ValueError"}
     assert first.event_name == events.CARET_TASK_CREATED.name
     assert second.body.string_value == "plain text from <redacted:email>"
     assert second.event_name == "custom <redacted:email>"
     assert not third.HasField("body")
     assert third.severity_text == "WARN <redacted:email>"
-    assert report.dropped[("body:password", reasons.SECRET_KEY)] == 1
+    assert report.dropped[("body:items", reasons.UNKNOWN)] == 1
+    assert report.dropped[("body:ok", reasons.UNKNOWN)] == 1
 
 
 def test_opted_out_log_records_are_removed(
@@ -324,10 +326,20 @@ def test_dangling_entity_keys_are_removed(
         [doc.span("s")], resource={attrs.SERVICE_NAME: "svc", attrs.HOST_NAME: "h"}
     )
     document["resourceSpans"][0]["resource"]["entityRefs"] = [
-        {"type": "host", "idKeys": [attrs.HOST_NAME], "descriptionKeys": [attrs.SERVICE_NAME]}
+        {"type": "host", "idKeys": [attrs.HOST_NAME], "descriptionKeys": [attrs.SERVICE_NAME]},
+        {
+            "type": "service",
+            "schemaUrl": "https://alice.example.net/x",
+            "idKeys": [attrs.SERVICE_NAME, attrs.HOST_NAME],
+            "descriptionKeys": [attrs.HOST_NAME],
+        },
+        {"type": "Jane Doe", "idKeys": [attrs.SERVICE_NAME]},
     ]
     request = trace_request(document)
     scrub_trace_request(request, engine, consent, report)
-    ref = request.resource_spans[0].resource.entity_refs[0]
-    assert list(ref.id_keys) == []
-    assert list(ref.description_keys) == [attrs.SERVICE_NAME]
+    # A ref left without id keys, or with a type that is not a lower-case word, goes.
+    (ref,) = request.resource_spans[0].resource.entity_refs
+    assert ref.type == "service"
+    assert list(ref.id_keys) == [attrs.SERVICE_NAME]
+    assert list(ref.description_keys) == []
+    assert ref.schema_url == ""

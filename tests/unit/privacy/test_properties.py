@@ -46,6 +46,7 @@ from caret_otel.processors.privacy.otlp import (
 from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.processors.privacy.sdk import install_privacy
 from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import metrics
 from caret_otel.semconv.policy import load_policy
 
 ENGINE = PrivacyEngine(load_policy(), make_pseudonymizer())
@@ -220,7 +221,7 @@ def test_otlp_metrics_leak_nothing(planted: list[tuple[Planted, str]], allowed: 
     document = doc.metrics(
         [
             doc.metric(
-                place(),
+                metrics.CARET_TOKENS.name,
                 "sum",
                 [doc.number_point(allowed.input_tokens, labels, exemplar=place.attributes())],
                 description=place(),
@@ -229,12 +230,17 @@ def test_otlp_metrics_leak_nothing(planted: list[tuple[Planted, str]], allowed: 
             doc.metric(
                 "caret.task.duration", "histogram", [doc.histogram_point([1, 2], [1.0], labels)]
             ),
+            # A metric the registry does not know goes nowhere, whatever its name.
+            doc.metric(place(), "sum", [doc.number_point(1, labels)]),
         ],
         resource=place.attributes(),
         scope_doc=doc.scope(place(), place.attributes()),
     )
     request = scrub_otlp_leaving_nothing(document, scrub_metrics_request, place)
-    metric = request.resource_metrics[0].scope_metrics[0].metrics[0]
+    kept = request.resource_metrics[0].scope_metrics[0].metrics
+    assert [m.name for m in kept] == [metrics.CARET_TOKENS.name, "caret.task.duration"]
+    metric = kept[0]
+    assert metric.unit == metrics.CARET_TOKENS.unit
     point = metric.sum.data_points[0]
     assert attributes_to_dict(point.attributes) == allowed.metric_attributes()
     assert point.as_int == allowed.input_tokens

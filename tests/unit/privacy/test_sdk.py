@@ -133,14 +133,14 @@ def test_logs_leave_scrubbed(pipeline: Pipeline) -> None:
     logger = pipeline.logger_provider.get_logger("caret.events")
     logger.emit(
         event_name=events.CARET_TASK_CREATED.name,
-        body={"note": "user carol@example.com", "password": "hunter2"},
+        body={"message": "user carol@example.com", "password": "hunter2", "note": "x"},
         attributes={
             attrs.GEN_AI_REQUEST_MODEL: "gpt-4o",
             attrs.CARET_FILE_PATH: "/home/carol/a.py",
         },
     )
     (record,) = pipeline.logs.get_finished_logs()
-    assert record.log_record.body == {"note": "user <redacted:email>"}
+    assert record.log_record.body == {"message": "user <redacted:email>"}
     assert dict(record.log_record.attributes or {}) == {attrs.GEN_AI_REQUEST_MODEL: "gpt-4o"}
     assert record.log_record.event_name == events.CARET_TASK_CREATED.name
     assert attrs.HOST_NAME not in record.resource.attributes

@@ -20,7 +20,7 @@ def mode(path: Path) -> int:
 
 def test_secrets_are_made_once_private_and_reused(tmp_path: Path) -> None:
     credentials, created = StackCredentials.ensure(tmp_path)
-    assert len(created) == 6
+    assert len(created) == 7  # tokens, keys, role passwords (writer, analyst, gateway), HMAC key
     assert mode(credentials.directory) == 0o700
     for path in credentials.directory.iterdir():
         assert mode(path) == 0o600, path

@@ -14,6 +14,7 @@ echo its content.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final, TypeVar
@@ -62,9 +63,10 @@ def media_type(content_type: str | None, accepted: Iterable[str] = OTLP_MEDIA_TY
     accepted = tuple(accepted)
     value = (content_type or "").split(";", 1)[0].strip().lower()
     if value not in accepted:
-        shown = value or "none"
+        # The sent value is not echoed back (messages never quote input).
         raise RequestError.unsupported_media_type(
-            f"Content-Type {shown!r} is not accepted here; send {' or '.join(accepted)}",
+            f"Content-Type {'is missing' if not value else 'is not accepted here'}; "
+            f"send {' or '.join(accepted)}",
             field="Content-Type",
         )
     return value
@@ -194,21 +196,51 @@ async def read_body(
     return inflate(raw, coding, max_bytes=max_decompressed_bytes)
 
 
+_MAGIC_NUMBERS = ((b"\x1f\x8b", GZIP), (b"\x28\xb5\x2f\xfd", ZSTD))
+
+
+def undeclared_coding(body: bytes) -> RequestError | None:
+    """A 400 saying which Content-Encoding to add when ``body`` is compressed without one."""
+    for magic, coding in _MAGIC_NUMBERS:
+        if body.startswith(magic):
+            return RequestError.bad_request(
+                "undeclared_encoding",
+                f"body is {coding}-compressed but the request has no Content-Encoding: "
+                f"add 'Content-Encoding: {coding}'",
+                field="Content-Encoding",
+            )
+    return None
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON document of a request body, or a 400 (``bad_json``) naming the body."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError.bad_request(
-            "bad_json", f"body is not valid JSON ({exc})", field="body"
+        raise undeclared_coding(body) or RequestError.bad_request(
+            "bad_json",
+            f"body is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            field="body",
         ) from None
+
+
+_PARSE_FIELD = re.compile(r"Failed to parse (\w+) field")
 
 
 def _bad_otlp_json(error: OtlpJsonError, name: str) -> RequestError:
     if error.field == DOCUMENT:
+        # protobuf's ParseError quotes the offending value: name the field only.
+        found = _PARSE_FIELD.findall(error.reason)
+        if found:
+            return RequestError.bad_request(
+                "bad_otlp_json",
+                f"body is not a valid OTLP/JSON {name}: field {found[-1]} has the wrong "
+                "type or value (see the OTLP/JSON encoding of its protobuf type)",
+                field=found[-1],
+            )
         return RequestError.bad_request(
             "bad_otlp_json",
-            f"body is not a valid OTLP/JSON {name}: {error.reason[:_MAX_ERROR_CHARS]}",
+            f"body is not a valid OTLP/JSON {name}: a field has the wrong type or value",
             field="body",
         )
     return RequestError.bad_request("bad_otlp_json", f"{error.key} {error.reason}", field=error.key)
@@ -227,7 +259,7 @@ def decode_request(body: bytes, media: str, message_type: type[M]) -> M:
         try:
             message.ParseFromString(body)
         except (DecodeError, RecursionError, RuntimeError, ValueError) as exc:
-            raise RequestError.bad_request(
+            raise undeclared_coding(body) or RequestError.bad_request(
                 "bad_protobuf", f"body is not a valid protobuf {name} ({exc})", field="body"
             ) from None
         return message

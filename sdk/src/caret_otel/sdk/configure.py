@@ -48,6 +48,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.util.types import AttributeValue
 
 from caret_otel.core.environment_variables import (
+    CARET_OTEL_CONSENT_DATABASE_URL,
     OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
@@ -56,7 +57,11 @@ from caret_otel.core.environment_variables import (
     OTEL_SDK_DISABLED,
 )
 from caret_otel.core.errors import ConfigurationError
-from caret_otel.processors.privacy.consent import ConsentStore, InMemoryConsentStore
+from caret_otel.processors.privacy.consent import (
+    ConsentStore,
+    InMemoryConsentStore,
+    PostgresConsentStore,
+)
 from caret_otel.processors.privacy.engine import PrivacyEngine
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, generate_key_entry, parse_keys
 from caret_otel.processors.privacy.report import ScrubReport
@@ -78,6 +83,35 @@ TEMPORALITY_ENV = OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE
 SUPPORTED_PROTOCOL = "http/protobuf"
 
 _log = logging.getLogger(__name__)
+
+NO_CONSENT_DATABASE = (
+    f"caret_otel.sdk: {CARET_OTEL_CONSENT_DATABASE_URL} is not set, so this service does NOT "
+    "honour the opt-outs users recorded at the gateway (its consent store is empty); set it to "
+    "the PostgreSQL holding privacy.consent, or pass consent= to configure()"
+)
+
+
+def default_consent_store(environ: Mapping[str, str] | None = None) -> ConsentStore:
+    """The consent store ``configure`` uses when none is given: ``privacy.consent`` in
+    the PostgreSQL named by ``CARET_OTEL_CONSENT_DATABASE_URL`` (kept current in the
+    background), else an empty in-memory store - and a warning saying so, loudly (a
+    ``UserWarning`` and an error log line), because opt-outs are then not honoured."""
+    import warnings
+
+    env = os.environ if environ is None else environ
+    url = env.get(CARET_OTEL_CONSENT_DATABASE_URL, "").strip()
+    if url:
+        try:
+            return PostgresConsentStore(url)
+        except ImportError:
+            raise SdkConfigurationError(
+                f"{CARET_OTEL_CONSENT_DATABASE_URL} is set but psycopg is not installed: "
+                "pip install 'caret-otel-processor-privacy[postgres]'"
+            ) from None
+    _log.error(NO_CONSENT_DATABASE)
+    warnings.warn(NO_CONSENT_DATABASE, UserWarning, stacklevel=3)
+    return InMemoryConsentStore()
+
 
 CUMULATIVE: dict[type, AggregationTemporality] = {
     kind: AggregationTemporality.CUMULATIVE
@@ -243,7 +277,9 @@ def configure(
             (tests, other backends); they still sit behind the privacy layer.
         engine: the privacy engine (default: the shipped policy and the pseudonym keys
             of ``CARET_OTEL_PSEUDONYM_KEYS`` / ``CARET_OTEL_PSEUDONYM_KEY_FILE``).
-        consent: opted-out users (default: an empty in-memory store).
+        consent: opted-out users (default: :func:`default_consent_store`: PostgreSQL's
+            ``privacy.consent`` when ``CARET_OTEL_CONSENT_DATABASE_URL`` is set, else an
+            empty in-memory store, with a loud warning that opt-outs are not honoured).
         instrument_httpx, provider_hosts: GenAI telemetry for provider calls made with
             httpx (see :func:`caret_otel.sdk.genai.instrument_httpx`).
         set_global: install the providers as the OTel globals (default). ``False``
@@ -336,7 +372,7 @@ def _exporting(options: SdkOptions, resource: Resource) -> SdkHandle:
     if interval is not None and interval <= 0:
         raise SdkConfigurationError(f"metric_export_interval_s: must be positive, got {interval}")
     engine = options.engine or PrivacyEngine(load_policy(), Pseudonymizer.from_env())
-    consent = options.consent or InMemoryConsentStore()
+    consent = options.consent or default_consent_store()
     # Metric exports carry the resource too, and no metric path scrubs it: scrub it once
     # here so that every signal leaves with the same, policy-checked resource.
     scrubbed = engine.scrub_attributes(resource.attributes, ScrubReport())

@@ -13,17 +13,32 @@ CARET_API_DURATION: Final = 'caret.api.duration'
 CARET_API_RETRY_ATTEMPT: Final = 'caret.api.retry.attempt'
 """Retry attempt number of a failed provider call (0 = first try). Privacy: public; never a metric label."""
 
+CARET_API_TTFT: Final = 'caret.api.ttft'
+"""Time to the first token of a provider response, seconds. Privacy: public; never a metric label."""
+
+CARET_AUTH_PROVIDER: Final = 'caret.auth.provider'
+"""The login provider of an auth event (not a model provider). Privacy: public; metric label allowed."""
+
 CARET_BROWSER_URL: Final = 'caret.browser.url'
 """URLs the browser tool visited. Privacy: forbidden; never a metric label."""
 
+CARET_CHECKPOINT_ENABLED: Final = 'caret.checkpoint.enabled'
+"""Whether checkpoints are on for the task. Privacy: public; never a metric label."""
+
 CARET_CLIENT_IP: Final = 'caret.client.ip'
 """The client's IP address (never stored nor forwarded). Privacy: forbidden; never a metric label."""
+
+CARET_CLIENT_IS_DEV: Final = 'caret.client.is_dev'
+"""Whether the event comes from a development build of the extension. Privacy: public; metric label allowed."""
 
 CARET_CLIENT_LANGUAGE: Final = 'caret.client.language'
 """UI language of the extension (BCP 47 primary tag). Privacy: public; metric label allowed."""
 
 CARET_CLIENT_PLATFORM: Final = 'caret.client.platform'
 """The host platform of the extension. Privacy: public; metric label allowed."""
+
+CARET_CLIENT_PLATFORM_VERSION: Final = 'caret.client.platform.version'
+"""Version of the host app (the editor), e.g. VS Code 1.95.3. Privacy: public; never a metric label."""
 
 CARET_CLIENT_VERSION: Final = 'caret.client.version'
 """Version of the Caret extension. Privacy: public; metric label allowed."""
@@ -34,8 +49,17 @@ CARET_CODE_CONTENT: Final = 'caret.code.content'
 CARET_COMMAND_TEXT: Final = 'caret.command.text'
 """Shell commands run by the agent. Privacy: forbidden; never a metric label."""
 
+CARET_COMMAND_TYPE: Final = 'caret.command.type'
+"""Kind of slash command (built-in or a workflow; the workflow's file name is not collected). Privacy: public; metric label allowed."""
+
 CARET_CONSENT_TELEMETRY_ENABLED: Final = 'caret.consent.telemetry_enabled'
 """The user's telemetry setting after an opt-in or opt-out. Privacy: public; metric label allowed."""
+
+CARET_CONTENT_LENGTH: Final = 'caret.content.length'
+"""Length in characters of content the client does not send (mention content, search query, prompt, transcription). Privacy: public; never a metric label."""
+
+CARET_CONTEXT_TOKENS: Final = 'caret.context.tokens'
+"""Tokens in the context when the task was summarised (auto-compaction). Privacy: public; never a metric label."""
 
 CARET_CONTEXT_WINDOW_SIZE: Final = 'caret.context.window.size'
 """Context window size of the selected model, in tokens. Privacy: public; never a metric label."""
@@ -43,8 +67,17 @@ CARET_CONTEXT_WINDOW_SIZE: Final = 'caret.context.window.size'
 CARET_CREDITS_AMOUNT: Final = 'caret.credits.amount'
 """Credits purchased or consumed by the event. Privacy: public; never a metric label."""
 
+CARET_DETAIL: Final = 'caret.detail'
+"""The enumerated detail of a terminal, onboarding or checkpoint event (method, reason, stage, step, action). Privacy: public; metric label allowed."""
+
+CARET_DEVICE_ID: Final = 'caret.device.id'
+"""Keyed pseudonym of the machine id a Cline 2026 client sends as `device_id` (and Caret's OpenTelemetry exporter as `distinct_id` before login); links a machine to the account it logs into, so one person counts once. Privacy: pseudonymous; never a metric label."""
+
 CARET_ERROR_MESSAGE: Final = 'caret.error.message'
 """Provider error message; scanned and redacted (emails, IPs, paths, tokens, keys, card numbers). Privacy: public; never a metric label."""
+
+CARET_ERROR_PHASE: Final = 'caret.error.phase'
+"""When a provider call failed. Privacy: public; metric label allowed."""
 
 CARET_EVENT_CLIENT_TYPE: Final = 'caret.event.client_type'
 """The client's own event type, as sent (e.g. task.created). Privacy: public; metric label allowed."""
@@ -52,11 +85,20 @@ CARET_EVENT_CLIENT_TYPE: Final = 'caret.event.client_type'
 CARET_EVENT_ID: Final = 'caret.event.id'
 """Deterministic id of a client event (hash of its canonical content), used to deduplicate retries. Privacy: public; never a metric label."""
 
+CARET_EXPERIMENT_KEY: Final = 'caret.experiment.key'
+"""The experiment's key, as defined under experiments/ in the repository. Privacy: public; metric label allowed."""
+
+CARET_EXPERIMENT_VARIANT: Final = 'caret.experiment.variant'
+"""The key of the variant the user was assigned and shown. Privacy: public; metric label allowed."""
+
 CARET_FEATURE_ACTION: Final = 'caret.feature.action'
 """What was done with the feature (e.g. start, end, enabled, progress_update). Privacy: public; metric label allowed."""
 
 CARET_FEATURE_NAME: Final = 'caret.feature.name'
 """The feature that was used. Privacy: public; metric label allowed."""
+
+CARET_FEEDBACK_TYPE: Final = 'caret.feedback.type'
+"""The user's feedback on a task result. Privacy: public; metric label allowed."""
 
 CARET_FILE_NAME: Final = 'caret.file.name'
 """File names in the user's workspace. Privacy: forbidden; never a metric label."""
@@ -64,17 +106,38 @@ CARET_FILE_NAME: Final = 'caret.file.name'
 CARET_FILE_PATH: Final = 'caret.file.path'
 """File paths in the user's workspace. Privacy: forbidden; never a metric label."""
 
+CARET_ITEM_COMPLETED: Final = 'caret.item.completed'
+"""Completed items of a focus-chain list. Privacy: public; never a metric label."""
+
+CARET_ITEM_COUNT: Final = 'caret.item.count'
+"""A count the event reports (search results, options, browser actions, focus-chain items, workspace roots, output lines). Privacy: public; never a metric label."""
+
+CARET_LOG_LEVEL: Final = 'caret.log.level'
+"""Level of an extension.message record. Privacy: public; metric label allowed."""
+
 CARET_MCP_SERVER_NAME: Final = 'caret.mcp.server.name'
 """Names of the user's MCP servers (may name private systems). Privacy: forbidden; never a metric label."""
 
 CARET_MCP_TOOL_NAME: Final = 'caret.mcp.tool.name'
 """Names of tools on the user's MCP servers. Privacy: forbidden; never a metric label."""
 
+CARET_MENTION_TYPE: Final = 'caret.mention.type'
+"""Kind of @-mention. Privacy: public; metric label allowed."""
+
+CARET_OPERATION_DURATION: Final = 'caret.operation.duration'
+"""Duration of the operation the event reports (checkpoint, initialization, browser session, subagent, dictation), seconds. Privacy: public; never a metric label."""
+
 CARET_PLAN_NAME: Final = 'caret.plan.name'
 """The account's plan. Privacy: public; metric label allowed."""
 
 CARET_PLAN_PREVIOUS: Final = 'caret.plan.previous'
 """The plan before a plan change. Privacy: public; metric label allowed."""
+
+CARET_PROMPT_HAS_FILES: Final = 'caret.prompt.has_files'
+"""Whether a submitted prompt had files attached. Privacy: public; never a metric label."""
+
+CARET_PROMPT_HAS_IMAGES: Final = 'caret.prompt.has_images'
+"""Whether a submitted prompt had images attached. Privacy: public; never a metric label."""
 
 CARET_PROMPT_TEXT: Final = 'caret.prompt.text'
 """Prompt text typed by the user or built by the agent. Privacy: forbidden; never a metric label."""
@@ -85,8 +148,20 @@ CARET_RESPONSE_TEXT: Final = 'caret.response.text'
 CARET_SESSION_DURATION: Final = 'caret.session.duration'
 """Length of a client session in seconds, as measured by the client. Privacy: public; never a metric label."""
 
+CARET_SETTING_ENABLED: Final = 'caret.setting.enabled'
+"""The new state of a toggled setting, rule or favourite. Privacy: public; metric label allowed."""
+
+CARET_SETTING_GLOBAL: Final = 'caret.setting.global'
+"""Whether a toggled rule is a global rule (not a workspace rule). Privacy: public; never a metric label."""
+
+CARET_SETTING_NAME: Final = 'caret.setting.name'
+"""The built-in feature a settings toggle names. Privacy: public; metric label allowed."""
+
 CARET_SIGNUP_CHANNEL: Final = 'caret.signup.channel'
 """Where a sign-up came from. Privacy: public; metric label allowed."""
+
+CARET_TASK_COMPLETION_SOURCE: Final = 'caret.task.completion.source'
+"""What ended a task run (Cline 2026 task.completed source). Privacy: public; metric label allowed."""
 
 CARET_TASK_DURATION: Final = 'caret.task.duration'
 """Task wall-clock duration in seconds, as measured by the client. Privacy: public; never a metric label."""
@@ -112,8 +187,17 @@ CARET_TOKEN_TYPE: Final = 'caret.token.type'
 CARET_TOOL_AUTO_APPROVED: Final = 'caret.tool.auto_approved'
 """Whether the tool use was auto-approved. Privacy: public; never a metric label."""
 
+CARET_TOOL_NATIVE_CALL: Final = 'caret.tool.native_call'
+"""Whether the model called the tool through the provider's native tool-calling API. Privacy: public; never a metric label."""
+
+CARET_TOOL_STATUS: Final = 'caret.tool.status'
+"""Phase of an MCP tool call as the client reports it (a call is `started`, then `success` or `error`; one use). Privacy: public; metric label allowed."""
+
 CARET_TOOL_SUCCESS: Final = 'caret.tool.success'
 """Whether the tool call succeeded. Privacy: public; never a metric label."""
+
+CARET_UI_BUTTON: Final = 'caret.ui.button'
+"""The UI button or panel the user clicked or opened. Privacy: public; metric label allowed."""
 
 CARET_USER_EMAIL: Final = 'caret.user.email'
 """The user's e-mail address. Privacy: forbidden; never a metric label."""

@@ -19,6 +19,14 @@ class EventSpec:
     action: str | None
     attributes: tuple[str, ...]
     required: tuple[str, ...]
+    handling: str = 'business'
+    """business (stored in PostgreSQL) | metrics (metrics only) | log (Loki only)."""
+    properties: tuple[tuple[str, str, float], ...] = ()
+    """Per-event client keys: (key, attribute, unit factor); they win over aliases."""
+    not_collected: tuple[str, ...] = ()
+    """Client keys deliberately not collected (the registry says why)."""
+    actions: tuple[str, ...] = ()
+    """Known suffixes of a family; any other suffix becomes the action ``other``."""
 
 
 CARET_CREDITS_CONSUMED: Final = EventSpec(
@@ -27,8 +35,12 @@ CARET_CREDITS_CONSUMED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CREDITS_AMOUNT, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CREDITS_AMOUNT, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """Credits were spent on model usage."""
 
@@ -38,10 +50,74 @@ CARET_CREDITS_PURCHASED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CREDITS_AMOUNT,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CREDITS_AMOUNT, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """Credits were bought."""
+
+CARET_DIAGNOSTIC_GEMINI_API_PERFORMANCE: Final = EventSpec(
+    name='caret.diagnostic.gemini_api_performance',
+    client_event='task.gemini_api_performance',
+    business=False,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_API_TTFT, attrs.CARET_API_DURATION, attrs.CARET_TOOL_SUCCESS, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='log',
+    properties=(('totalDurationSec', 'caret.api.duration', 1.0), ('apiSuccess', 'caret.tool.success', 1.0)),
+    not_collected=('promptTokens', 'outputTokens', 'cacheReadTokens', 'cacheHit', 'cacheHitPercentage', 'throughputTokensPerSec', 'apiError', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""Timing of a Gemini-provider call."""
+
+CARET_DIAGNOSTIC_WORKSPACE: Final = EventSpec(
+    name='caret.diagnostic.workspace',
+    client_event='workspace.*',
+    business=False,
+    feature='workspace',
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_ITEM_COUNT, attrs.CARET_ERROR_MESSAGE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='log',
+    properties=(),
+    not_collected=('vcs_types', 'error_message', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('initialized', 'init_error', 'multi_root_checkpoint', 'path_resolved'),
+)
+"""Multi-root workspace activity."""
+
+CARET_EXPERIMENT_EXPOSURE: Final = EventSpec(
+    name='caret.experiment.exposure',
+    client_event='experiment.exposure',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.CARET_EXPERIMENT_KEY, attrs.CARET_EXPERIMENT_VARIANT,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.CARET_EXPERIMENT_KEY, attrs.CARET_EXPERIMENT_VARIANT,),
+    handling='business',
+    properties=(),
+    not_collected=(),
+    actions=(),
+)
+"""The user was shown the variant of an experiment they were assigned."""
+
+CARET_EXTENSION_ERROR: Final = EventSpec(
+    name='caret.extension.error',
+    client_event='extension.error',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_ERROR_MESSAGE, attrs.CARET_LOG_LEVEL, attrs.ERROR_TYPE, attrs.EXCEPTION_TYPE, attrs.HTTP_RESPONSE_STATUS_CODE, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('providerId', 'gen_ai.provider.name', 1.0), ('name', 'exception.type', 1.0), ('error_type', 'error.type', 1.0)),
+    not_collected=('timestamp', 'stack', 'serialized_error', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""An error the extension reported to its error tracking (extension.error) or logged (extension.message). In Caret 0.4.x every provider error of a request's first chunk arrives as extension.message."""
 
 CARET_PLAN_CHANGED: Final = EventSpec(
     name='caret.plan.changed',
@@ -49,8 +125,12 @@ CARET_PLAN_CHANGED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_PLAN_PREVIOUS,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_PLAN_PREVIOUS, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The account changed plan (free to paid, or back)."""
 
@@ -60,8 +140,12 @@ CARET_SESSION_ENDED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_SESSION_DURATION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_SESSION_DURATION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """A client session ended."""
 
@@ -71,10 +155,29 @@ CARET_SESSION_STARTED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """A client session started."""
+
+CARET_TASK_BROWSER_ERROR: Final = EventSpec(
+    name='caret.task.browser_error',
+    client_event='task.browser_error',
+    business=True,
+    feature='browser_tool',
+    action='error',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.ERROR_TYPE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('timestamp', 'context', 'errorMessage', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The browser tool failed (launch, connect, action, screenshot)."""
 
 CARET_TASK_BROWSER_TOOL_END: Final = EventSpec(
     name='caret.task.browser_tool_end',
@@ -82,8 +185,12 @@ CARET_TASK_BROWSER_TOOL_END: Final = EventSpec(
     business=True,
     feature='browser_tool',
     action='end',
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.CARET_TOOL_SUCCESS,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.CARET_TOOL_SUCCESS, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_ITEM_COUNT, attrs.CARET_OPERATION_DURATION,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('duration', 'caret.operation.duration', 0.001),),
+    not_collected=('actions', 'timestamp', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The browser tool ended its session."""
 
@@ -93,10 +200,29 @@ CARET_TASK_BROWSER_TOOL_START: Final = EventSpec(
     business=True,
     feature='browser_tool',
     action='start',
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('viewport', 'isRemote', 'remoteBrowserHost', 'timestamp', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The browser tool started a browsing session."""
+
+CARET_TASK_CHECKPOINT: Final = EventSpec(
+    name='caret.task.checkpoint',
+    client_event='task.checkpoint_used',
+    business=True,
+    feature='checkpoint',
+    action='use',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_DETAIL, attrs.CARET_OPERATION_DURATION, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('action', 'caret.detail', 1.0),),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A checkpoint git operation (initialise, commit, restore, diff)."""
 
 CARET_TASK_COMPLETED: Final = EventSpec(
     name='caret.task.completed',
@@ -104,8 +230,12 @@ CARET_TASK_COMPLETED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_MODE, attrs.CARET_TASK_OUTCOME, attrs.CARET_TASK_DURATION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_MODE, attrs.CARET_TASK_OUTCOME, attrs.CARET_TASK_DURATION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_COMPLETION_SOURCE, attrs.CARET_API_TTFT,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.CARET_TASK_ID,),
+    handling='business',
+    properties=(('source', 'caret.task.completion.source', 1.0), ('durationMs', 'caret.task.duration', 0.001)),
+    not_collected=('apiFormat', 'apiFormatName', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """A task ended (successfully or not)."""
 
@@ -115,8 +245,12 @@ CARET_TASK_CONVERSATION_TURN: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_TURN_INDEX, attrs.CARET_TASK_TURN_SOURCE,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_TURN_INDEX, attrs.CARET_TASK_TURN_SOURCE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_MODE, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, attrs.CARET_API_COST, attrs.CARET_TOOL_NATIVE_CALL,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('timestamp', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """One turn of the conversation within a task."""
 
@@ -126,10 +260,44 @@ CARET_TASK_CREATED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_MODE, attrs.CARET_CONTEXT_WINDOW_SIZE,),
-    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.CARET_TASK_ID,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_MODE, attrs.CARET_CONTEXT_WINDOW_SIZE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('openAiCompatibleDomain', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The user started a task."""
+
+CARET_TASK_DIFF_EDIT_FAILED: Final = EventSpec(
+    name='caret.task.diff_edit_failed',
+    client_event='task.diff_edit_failed',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.ERROR_TYPE, attrs.CARET_TOOL_NATIVE_CALL, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A replace_in_file edit failed to apply."""
+
+CARET_TASK_FEEDBACK: Final = EventSpec(
+    name='caret.task.feedback',
+    client_event='task.feedback',
+    business=True,
+    feature='feedback',
+    action='rate',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_FEEDBACK_TYPE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""Thumbs up or down on a task result."""
 
 CARET_TASK_FOCUS_CHAIN: Final = EventSpec(
     name='caret.task.focus_chain',
@@ -137,10 +305,44 @@ CARET_TASK_FOCUS_CHAIN: Final = EventSpec(
     business=True,
     feature='focus_chain',
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_SETTING_ENABLED, attrs.CARET_ITEM_COUNT, attrs.CARET_ITEM_COMPLETED, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('completionPercentage', 'incompleteItems', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('enabled', 'disabled', 'progress_first', 'progress_update', 'incomplete_on_completion', 'list_opened', 'list_written'),
 )
 """Focus-chain activity; the action is the suffix of the client event type (e.g. task.focus_chain_enabled -> enabled)."""
+
+CARET_TASK_FOLLOW_UP: Final = EventSpec(
+    name='caret.task.follow_up',
+    client_event='task.option_selected',
+    business=True,
+    feature='follow_up',
+    action='answer',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_ITEM_COUNT, attrs.CARET_TASK_MODE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The user answered (or ignored) the agent's follow-up options."""
+
+CARET_TASK_INITIALIZED: Final = EventSpec(
+    name='caret.task.initialized',
+    client_event='task.initialization',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_OPERATION_DURATION, attrs.CARET_CHECKPOINT_ENABLED,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('taskId', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The first request of a task was prepared."""
 
 CARET_TASK_MCP_TOOL_CALLED: Final = EventSpec(
     name='caret.task.mcp_tool_called',
@@ -148,10 +350,59 @@ CARET_TASK_MCP_TOOL_CALLED: Final = EventSpec(
     business=True,
     feature='mcp_tool',
     action='call',
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_TOOL_SUCCESS, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.CARET_TOOL_SUCCESS, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TOOL_STATUS, attrs.CARET_ERROR_MESSAGE, attrs.CARET_TOOL_NATIVE_CALL,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('status', 'caret.tool.status', 1.0),),
+    not_collected=('argumentKeys', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The agent called a tool on an MCP server (server and tool names are not collected)."""
+
+CARET_TASK_MENTION: Final = EventSpec(
+    name='caret.task.mention',
+    client_event='task.mention_*',
+    business=True,
+    feature='mention',
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_MENTION_TYPE, attrs.CARET_CONTENT_LENGTH, attrs.CARET_ITEM_COUNT, attrs.ERROR_TYPE, attrs.CARET_ERROR_MESSAGE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('isEmpty', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('used', 'failed', 'search_results'),
+)
+"""An @-mention was used, failed, or searched."""
+
+CARET_TASK_MISTAKE_LIMIT_REACHED: Final = EventSpec(
+    name='caret.task.mistake_limit_reached',
+    client_event='task.mistake_limit_reached',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_ITEM_COUNT, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The agent hit the consecutive-mistake limit (Cline 2026)."""
+
+CARET_TASK_MODE_SWITCHED: Final = EventSpec(
+    name='caret.task.mode_switched',
+    client_event='task.mode',
+    business=True,
+    feature='mode',
+    action='switch',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_TASK_MODE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The user switched between plan and act mode."""
 
 CARET_TASK_PROVIDER_API_ERROR: Final = EventSpec(
     name='caret.task.provider_api_error',
@@ -159,10 +410,119 @@ CARET_TASK_PROVIDER_API_ERROR: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.ERROR_TYPE, attrs.HTTP_RESPONSE_STATUS_CODE, attrs.CARET_API_RETRY_ATTEMPT, attrs.CARET_ERROR_MESSAGE,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.ERROR_TYPE, attrs.HTTP_RESPONSE_STATUS_CODE, attrs.CARET_API_RETRY_ATTEMPT, attrs.CARET_ERROR_MESSAGE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_ERROR_PHASE,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('requestId', 'timestamp', 'isNativeToolCall', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """A provider API call failed."""
+
+CARET_TASK_RESTARTED: Final = EventSpec(
+    name='caret.task.restarted',
+    client_event='task.restarted',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('openAiCompatibleDomain', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A task was reopened from history (same task id); reopens the task run."""
+
+CARET_TASK_SETTING_TOGGLED: Final = EventSpec(
+    name='caret.task.setting_toggled',
+    client_event='task.rule_toggled',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_SETTING_ENABLED, attrs.CARET_SETTING_GLOBAL, attrs.CARET_SETTING_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('ruleFileName', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A rule, feature, auto-condense or YOLO-mode setting was toggled."""
+
+CARET_TASK_SKILL_USED: Final = EventSpec(
+    name='caret.task.skill_used',
+    client_event='task.skill_used',
+    business=True,
+    feature='skill',
+    action='use',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('skillName', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A skill was used (Cline 2026)."""
+
+CARET_TASK_SLASH_COMMAND: Final = EventSpec(
+    name='caret.task.slash_command',
+    client_event='task.slash_command_used',
+    business=True,
+    feature='slash_command',
+    action='use',
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_COMMAND_TYPE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('commandName', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A slash command was used."""
+
+CARET_TASK_SUBAGENT: Final = EventSpec(
+    name='caret.task.subagent',
+    client_event='task.subagent_*',
+    business=True,
+    feature='subagent',
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_OPERATION_DURATION, attrs.CARET_ITEM_COUNT, attrs.CARET_TOOL_SUCCESS, attrs.CARET_SETTING_ENABLED, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('enabled', 'disabled', 'started', 'completed', 'execution'),
+)
+"""CLI subagent activity."""
+
+CARET_TASK_SUMMARIZED: Final = EventSpec(
+    name='caret.task.summarized',
+    client_event='task.summarize_task',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_CONTEXT_TOKENS, attrs.CARET_CONTEXT_WINDOW_SIZE, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('maxContextWindow', 'caret.context.window.size', 1.0),),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The task's context was summarised (auto-compaction)."""
+
+CARET_TASK_TERMINAL: Final = EventSpec(
+    name='caret.task.terminal',
+    client_event='task.terminal_*',
+    business=True,
+    feature='terminal',
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_TOOL_SUCCESS, attrs.CARET_DETAIL, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('action', 'caret.detail', 1.0),),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('execution', 'output_failure', 'user_intervention', 'hang'),
+)
+"""Terminal integration: execution, output failure, user intervention or hang."""
 
 CARET_TASK_TOKENS: Final = EventSpec(
     name='caret.task.tokens',
@@ -170,8 +530,12 @@ CARET_TASK_TOKENS: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, attrs.CARET_API_COST, attrs.CARET_CREDITS_AMOUNT, attrs.CARET_API_DURATION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, attrs.CARET_API_COST, attrs.CARET_CREDITS_AMOUNT, attrs.CARET_API_DURATION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """Token usage and cost of one provider request."""
 
@@ -181,10 +545,29 @@ CARET_TASK_TOOL_USED: Final = EventSpec(
     business=True,
     feature='tool',
     action='use',
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_TOOL_NAME, attrs.CARET_TOOL_AUTO_APPROVED, attrs.CARET_TOOL_SUCCESS, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_TASK_ID, attrs.GEN_AI_TOOL_NAME, attrs.CARET_TOOL_AUTO_APPROVED, attrs.CARET_TOOL_SUCCESS, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TOOL_NATIVE_CALL,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The agent used a built-in tool."""
+
+CARET_UI_INTERACTION: Final = EventSpec(
+    name='caret.ui.interaction',
+    client_event='ui.button_clicked',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_UI_BUTTON, attrs.CARET_SETTING_ENABLED, attrs.GEN_AI_REQUEST_MODEL,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A UI button was clicked or a panel opened."""
 
 CARET_UI_MODEL_SELECTED: Final = EventSpec(
     name='caret.ui.model_selected',
@@ -192,10 +575,74 @@ CARET_UI_MODEL_SELECTED: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_MODE,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_TASK_MODE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The user selected a model in the UI."""
+
+CARET_UI_PROMPT_SUBMITTED: Final = EventSpec(
+    name='caret.ui.prompt_submitted',
+    client_event='ui.prompt_submitted',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_CONTENT_LENGTH, attrs.CARET_PROMPT_HAS_IMAGES, attrs.CARET_PROMPT_HAS_FILES,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('source', 'hasText', 'hasActiveTask', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The user submitted a prompt (its text is never sent; only its length and attachments)."""
+
+CARET_USER_AUTH: Final = EventSpec(
+    name='caret.user.auth',
+    client_event='user.auth_*',
+    business=True,
+    feature='auth',
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_AUTH_PROVIDER, attrs.CARET_DETAIL, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('provider', 'caret.auth.provider', 1.0),),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('started', 'succeeded', 'failed', 'logged_out'),
+)
+"""Login flow: started, succeeded, failed, logged out."""
+
+CARET_USER_EXTENSION_ACTIVATED: Final = EventSpec(
+    name='caret.user.extension_activated',
+    client_event='user.extension_activated',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The extension was activated."""
+
+CARET_USER_ONBOARDING_PROGRESS: Final = EventSpec(
+    name='caret.user.onboarding_progress',
+    client_event='user.onboarding_progress',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_DETAIL, attrs.GEN_AI_REQUEST_MODEL, attrs.CARET_SETTING_ENABLED,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(('action', 'caret.detail', 1.0), ('completed', 'caret.setting.enabled', 1.0)),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""A step of onboarding."""
 
 CARET_USER_OPT_IN: Final = EventSpec(
     name='caret.user.opt_in',
@@ -203,8 +650,12 @@ CARET_USER_OPT_IN: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CONSENT_TELEMETRY_ENABLED,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CONSENT_TELEMETRY_ENABLED, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The user turned telemetry back on."""
 
@@ -214,8 +665,12 @@ CARET_USER_OPT_OUT: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CONSENT_TELEMETRY_ENABLED,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CONSENT_TELEMETRY_ENABLED, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """The user turned telemetry off; from the next request on, nothing of theirs is kept."""
 
@@ -225,57 +680,155 @@ CARET_USER_SIGNED_UP: Final = EventSpec(
     business=True,
     feature=None,
     action=None,
-    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_SIGNUP_CHANNEL,),
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_SIGNUP_CHANNEL, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
     required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
 )
 """A new account was created."""
+
+CARET_USER_TELEMETRY_ENABLED: Final = EventSpec(
+    name='caret.user.telemetry_enabled',
+    client_event='user.telemetry_enabled',
+    business=True,
+    feature=None,
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=(),
+)
+"""The extension started with telemetry on (sent at every start)."""
+
+CARET_VOICE: Final = EventSpec(
+    name='caret.voice',
+    client_event='voice.*',
+    business=True,
+    feature='voice',
+    action=None,
+    attributes=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID, attrs.SESSION_ID, attrs.CARET_CLIENT_VERSION, attrs.CARET_CLIENT_PLATFORM, attrs.CARET_CLIENT_LANGUAGE, attrs.GEO_COUNTRY_ISO_CODE, attrs.GEO_CONTINENT_CODE, attrs.CARET_PLAN_NAME, attrs.OS_TYPE, attrs.CARET_CLIENT_IS_DEV, attrs.CARET_CLIENT_PLATFORM_VERSION, attrs.CARET_DEVICE_ID, attrs.CARET_TASK_ID, attrs.CARET_OPERATION_DURATION, attrs.CARET_CONTENT_LENGTH, attrs.ERROR_TYPE, attrs.CARET_ERROR_MESSAGE, attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION,),
+    required=(attrs.CARET_EVENT_ID, attrs.CARET_EVENT_CLIENT_TYPE, attrs.ENDUSER_PSEUDO_ID,),
+    handling='business',
+    properties=(),
+    not_collected=('accountType', 'language', 'os_version', 'account_email', 'user_name', 'user_id', 'account_id', 'distinct_id'),
+    actions=('recording_started', 'recording_stopped', 'transcription_started', 'transcription_completed', 'transcription_error'),
+)
+"""Voice dictation."""
 
 ALL: Final[tuple[EventSpec, ...]] = (
     CARET_CREDITS_CONSUMED,
     CARET_CREDITS_PURCHASED,
+    CARET_DIAGNOSTIC_GEMINI_API_PERFORMANCE,
+    CARET_DIAGNOSTIC_WORKSPACE,
+    CARET_EXPERIMENT_EXPOSURE,
+    CARET_EXTENSION_ERROR,
     CARET_PLAN_CHANGED,
     CARET_SESSION_ENDED,
     CARET_SESSION_STARTED,
+    CARET_TASK_BROWSER_ERROR,
     CARET_TASK_BROWSER_TOOL_END,
     CARET_TASK_BROWSER_TOOL_START,
+    CARET_TASK_CHECKPOINT,
     CARET_TASK_COMPLETED,
     CARET_TASK_CONVERSATION_TURN,
     CARET_TASK_CREATED,
+    CARET_TASK_DIFF_EDIT_FAILED,
+    CARET_TASK_FEEDBACK,
     CARET_TASK_FOCUS_CHAIN,
+    CARET_TASK_FOLLOW_UP,
+    CARET_TASK_INITIALIZED,
     CARET_TASK_MCP_TOOL_CALLED,
+    CARET_TASK_MENTION,
+    CARET_TASK_MISTAKE_LIMIT_REACHED,
+    CARET_TASK_MODE_SWITCHED,
     CARET_TASK_PROVIDER_API_ERROR,
+    CARET_TASK_RESTARTED,
+    CARET_TASK_SETTING_TOGGLED,
+    CARET_TASK_SKILL_USED,
+    CARET_TASK_SLASH_COMMAND,
+    CARET_TASK_SUBAGENT,
+    CARET_TASK_SUMMARIZED,
+    CARET_TASK_TERMINAL,
     CARET_TASK_TOKENS,
     CARET_TASK_TOOL_USED,
+    CARET_UI_INTERACTION,
     CARET_UI_MODEL_SELECTED,
+    CARET_UI_PROMPT_SUBMITTED,
+    CARET_USER_AUTH,
+    CARET_USER_EXTENSION_ACTIVATED,
+    CARET_USER_ONBOARDING_PROGRESS,
     CARET_USER_OPT_IN,
     CARET_USER_OPT_OUT,
     CARET_USER_SIGNED_UP,
+    CARET_USER_TELEMETRY_ENABLED,
+    CARET_VOICE,
 )
 
 CLIENT_EVENTS: Final[dict[str, EventSpec]] = {
     'credits.consumed': CARET_CREDITS_CONSUMED,
     'credits.purchased': CARET_CREDITS_PURCHASED,
+    'experiment.exposure': CARET_EXPERIMENT_EXPOSURE,
+    'extension.error': CARET_EXTENSION_ERROR,
+    'extension.message': CARET_EXTENSION_ERROR,
     'plan.changed': CARET_PLAN_CHANGED,
     'session.ended': CARET_SESSION_ENDED,
     'session.started': CARET_SESSION_STARTED,
+    'task.auto_condense_toggled': CARET_TASK_SETTING_TOGGLED,
+    'task.browser_error': CARET_TASK_BROWSER_ERROR,
     'task.browser_tool_end': CARET_TASK_BROWSER_TOOL_END,
     'task.browser_tool_start': CARET_TASK_BROWSER_TOOL_START,
+    'task.checkpoint_used': CARET_TASK_CHECKPOINT,
     'task.completed': CARET_TASK_COMPLETED,
     'task.conversation_turn': CARET_TASK_CONVERSATION_TURN,
     'task.created': CARET_TASK_CREATED,
+    'task.diff_edit_failed': CARET_TASK_DIFF_EDIT_FAILED,
+    'task.feature_toggled': CARET_TASK_SETTING_TOGGLED,
+    'task.feedback': CARET_TASK_FEEDBACK,
+    'task.gemini_api_performance': CARET_DIAGNOSTIC_GEMINI_API_PERFORMANCE,
+    'task.initialization': CARET_TASK_INITIALIZED,
     'task.mcp_tool_called': CARET_TASK_MCP_TOOL_CALLED,
+    'task.mistake_limit_reached': CARET_TASK_MISTAKE_LIMIT_REACHED,
+    'task.mode': CARET_TASK_MODE_SWITCHED,
+    'task.option_selected': CARET_TASK_FOLLOW_UP,
+    'task.options_ignored': CARET_TASK_FOLLOW_UP,
     'task.provider_api_error': CARET_TASK_PROVIDER_API_ERROR,
+    'task.restarted': CARET_TASK_RESTARTED,
+    'task.rule_toggled': CARET_TASK_SETTING_TOGGLED,
+    'task.skill_used': CARET_TASK_SKILL_USED,
+    'task.slash_command_used': CARET_TASK_SLASH_COMMAND,
+    'task.summarize_task': CARET_TASK_SUMMARIZED,
     'task.tokens': CARET_TASK_TOKENS,
     'task.tool_used': CARET_TASK_TOOL_USED,
+    'task.workspace_search_pattern': CARET_DIAGNOSTIC_WORKSPACE,
+    'task.yolo_mode_toggled': CARET_TASK_SETTING_TOGGLED,
+    'ui.button_clicked': CARET_UI_INTERACTION,
+    'ui.model_favorite_toggled': CARET_UI_INTERACTION,
     'ui.model_selected': CARET_UI_MODEL_SELECTED,
+    'ui.new_task_clicked': CARET_UI_INTERACTION,
+    'ui.panel_opened': CARET_UI_INTERACTION,
+    'ui.prompt_submitted': CARET_UI_PROMPT_SUBMITTED,
+    'ui.rules_menu_opened': CARET_UI_INTERACTION,
+    'user.extension_activated': CARET_USER_EXTENSION_ACTIVATED,
+    'user.onboarding_progress': CARET_USER_ONBOARDING_PROGRESS,
     'user.opt_in': CARET_USER_OPT_IN,
     'user.opt_out': CARET_USER_OPT_OUT,
     'user.signed_up': CARET_USER_SIGNED_UP,
+    'user.telemetry_enabled': CARET_USER_TELEMETRY_ENABLED,
 }
 """Client event_type -> event, for exact matches."""
 
 CLIENT_EVENT_FAMILIES: Final[dict[str, EventSpec]] = {
     'task.focus_chain_': CARET_TASK_FOCUS_CHAIN,
+    'task.mention_': CARET_TASK_MENTION,
+    'task.subagent_': CARET_TASK_SUBAGENT,
+    'task.terminal_': CARET_TASK_TERMINAL,
+    'user.auth_': CARET_USER_AUTH,
+    'voice.': CARET_VOICE,
+    'workspace.': CARET_DIAGNOSTIC_WORKSPACE,
 }
 """Client event_type prefix -> event; the rest of the type becomes the feature action."""
 
@@ -288,5 +841,16 @@ def for_client_event(event_type: str) -> tuple[EventSpec, str | None] | None:
     for prefix, family in CLIENT_EVENT_FAMILIES.items():
         suffix = event_type[len(prefix) :]
         if event_type.startswith(prefix) and suffix.isidentifier():
-            return family, suffix
+            # Never a copy of the client's text: an unknown suffix is `other`.
+            return family, suffix if suffix in family.actions else OTHER_ACTION
     return None
+
+
+OTHER_ACTION: Final = "other"
+"""The action of a family event whose suffix the registry does not list."""
+
+PROPERTY_SCALES: Final[dict[str, float]] = {
+    'durationMs': 0.001,
+    'timeToFirstTokenMs': 0.001,
+}
+"""Client keys sent in another unit (ms) -> factor to the registry unit (s)."""

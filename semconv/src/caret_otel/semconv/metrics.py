@@ -20,12 +20,21 @@ class MetricSpec:
     buckets: tuple[float, ...] | None = None
 
 
+CARET_API_COST: Final = MetricSpec(
+    name='caret.api.cost',
+    instrument='counter',
+    unit='{USD}',
+    brief='Provider cost the client reported, in US dollars (each request counted once; see the token rule in docs/semantic-conventions.md).',
+    attributes=(attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,),
+    buckets=None,
+)
+
 CARET_API_ERRORS: Final = MetricSpec(
     name='caret.api.errors',
     instrument='counter',
     unit='{error}',
     brief='Failed provider API calls reported by the client.',
-    attributes=(attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.ERROR_TYPE,),
+    attributes=(attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.ERROR_TYPE, attrs.HTTP_RESPONSE_STATUS_CODE,),
     buckets=None,
 )
 
@@ -192,6 +201,7 @@ GEN_AI_CLIENT_TOKEN_USAGE: Final = MetricSpec(
 )
 
 ALL: Final[tuple[MetricSpec, ...]] = (
+    CARET_API_COST,
     CARET_API_ERRORS,
     CARET_CONSENT_CHANGES,
     CARET_CREDITS_CONSUMED,

@@ -12,8 +12,9 @@ into columns of the same types, so a value is stored alike whichever path it too
 
 Events are users' events. Their load transaction holds the deletion lock (shared) and
 drops the events of users deleted on request up to the deletion time (a Collector's
-persistent queue may deliver them after the deletion). The keys of the events a
-statement inserted (never a redelivered duplicate's) are queued in
+persistent queue may deliver them after the deletion), judged by a bound on when the
+gateway received them (``IN_FLIGHT_SKEW``) and by every pseudonym an event carries. The
+keys of the events a statement inserted (never a redelivered duplicate's) are queued in
 ``raw.rollup_batches`` by a statement trigger on ``raw.events`` (migration 0008), one
 row per statement, so the rollup job folds every event in exactly once whichever path
 stored it, and the keys never travel back from the exporter.
@@ -26,9 +27,10 @@ instead of failing the whole request forever.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, Literal
 
@@ -54,6 +56,13 @@ _OPEN: Final = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStat
 _DUPLICATE: Final = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 _USER_INDEX: Final = EVENT_COLUMNS.index("user_pseudonym")
 _EVENT_TS_INDEX: Final = EVENT_COLUMNS.index("event_ts")
+_ATTRS_INDEX: Final = EVENT_COLUMNS.index("attrs")
+_PSEUDONYM_IN_TEXT: Final = re.compile(r"v[A-Za-z0-9_-]{1,32}:[0-9a-f]{64}")
+IN_FLIGHT_SKEW: Final = timedelta(seconds=300)
+"""The gateway refuses events dated more than this after it received them (its
+``CARET_OTEL_MAX_CLOCK_SKEW_SECONDS`` default), so an event dated ``t`` was received
+after ``t - IN_FLIGHT_SKEW``: the in-flight filter judges by that bound on the receive
+time, and an event dated in the future cannot slip past a deletion."""
 # The same users recur in every batch: hash each pseudonym once.
 _digest: Final = lru_cache(maxsize=1 << 16)(pseudonym_digest)
 
@@ -329,11 +338,12 @@ def _begin_users_events(
     staged: bool,
 ) -> Sequence[tuple[Any, ...]]:
     """Open the transaction under the deletion lock and drop the rows of deleted
-    users, dated up to their deletion; the rows to store."""
+    users that may have been received before their deletion (dated up to the deletion
+    plus ``IN_FLIGHT_SKEW``), by any pseudonym the row carries; the rows to store."""
     parts = [statements.begin]
     if staged:
         parts.append(statements.create_staging)
-    oldest = min(row[_EVENT_TS_INDEX] for row in rows)
+    oldest = min(row[_EVENT_TS_INDEX] for row in rows) - IN_FLIGHT_SKEW
     parts.append(_FORGOTTEN_SINCE.format(sql.Literal(oldest)))
     # One simple-protocol query: its statements run in order, each with a new snapshot.
     cur.execute(sql.SQL("; ").join(parts))
@@ -345,9 +355,7 @@ def _begin_users_events(
     kept = [
         row
         for row in rows
-        if (p := row[_USER_INDEX]) is None
-        or (at := forgotten.get(_digest(p))) is None
-        or row[_EVENT_TS_INDEX] > at
+        if (at := _deleted_at(row, forgotten)) is None or row[_EVENT_TS_INDEX] - IN_FLIGHT_SKEW > at
     ]
     dropped = len(rows) - len(kept)
     if not dropped:
@@ -358,3 +366,17 @@ def _begin_users_events(
         count=dropped,
     )
     return kept
+
+
+def _deleted_at(row: tuple[Any, ...], forgotten: dict[str, datetime]) -> datetime | None:
+    """The latest deletion of a pseudonym the row carries: its user column or any
+    pseudonym among its other attributes (a service's ``enduser.id``, ``user.id``...)."""
+    user = row[_USER_INDEX]
+    at = forgotten.get(_digest(user)) if user is not None else None
+    text = row[_ATTRS_INDEX]
+    if text and text != "{}":
+        for found in _PSEUDONYM_IN_TEXT.findall(text):
+            other = forgotten.get(_digest(found))
+            if other is not None and (at is None or other > at):
+                at = other
+    return at

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -39,7 +40,7 @@ QUERIES: Final = (
     Query(
         "active_users",
         "Active users (DAU, WAU over 7 days, MAU over 28 days) and new users",
-        "SELECT day, dau, wau, mau, stickiness, new_users FROM analytics.active_users"
+        "SELECT day, dau, wau, mau, stickiness, new_users, complete FROM analytics.active_users"
         " WHERE day BETWEEN %(start)s AND %(end)s ORDER BY day",
     ),
     Query(
@@ -137,15 +138,22 @@ QUERIES: Final = (
 )
 
 
-def build_report(conninfo: str, start: date, end: date) -> list[Section]:
-    """Run every report query for ``[start, end]`` (inclusive)."""
+def build_report(
+    conninfo: str, start: date, end: date, *, keys: Iterable[str] | None = None
+) -> list[Section]:
+    """Run the report queries (every one, or those named in ``keys``) for ``[start, end]``
+    (inclusive)."""
     if end < start:
         raise ValueError(f"--to {end} is before --from {start}")
+    wanted = set(keys) if keys is not None else {q.key for q in QUERIES}
+    unknown = wanted - {q.key for q in QUERIES}
+    if unknown:
+        raise ValueError(f"unknown report table(s): {', '.join(sorted(unknown))}")
     params = {"start": start, "end": end, "periods": list(RETENTION_DAYS)}
     sections: list[Section] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
-        for query in QUERIES:
+        for query in (q for q in QUERIES if q.key in wanted):
             cur = conn.execute(query.sql, params)
             columns = tuple(d.name for d in cur.description or ())
             sections.append(Section(query.key, query.title, columns, cur.fetchall()))
@@ -171,16 +179,13 @@ def to_json(sections: list[Section]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2)
 
 
-def to_csv(sections: list[Section]) -> str:
-    """One CSV table per section, each preceded by ``# <key>: <title>`` and a header row."""
+def to_csv(section: Section) -> str:
+    """One section as one CSV table: a header row, then the rows (nothing else, so any
+    CSV reader takes it as it is)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for index, section in enumerate(sections):
-        if index:
-            out.write("\n")
-        out.write(f"# {section.key}: {section.title}\n")
-        writer.writerow(section.columns)
-        writer.writerows([[_plain(v) for v in row] for row in section.rows])
+    writer.writerow(section.columns)
+    writer.writerows([[_plain(v) for v in row] for row in section.rows])
     return out.getvalue()
 
 

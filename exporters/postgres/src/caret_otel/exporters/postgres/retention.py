@@ -11,7 +11,9 @@ A run, in order:
 4. drops every partition whose whole period is older than its tier - a partition is
    dropped, never deleted row by row;
 5. forgets deletion digests older than the raw window (events that old are refused
-   anyway).
+   anyway);
+6. deletes ``core.users`` rows whose last activity is more than a year old, and the
+   nonces of consent assertions that expired.
 
 ``now`` can be moved to see what the job does on another day (tests do).
 """
@@ -46,6 +48,8 @@ class RetentionResult:
     cutoffs: dict[str, date] = field(default_factory=dict)
     """Table -> first day kept."""
     forgotten_digests_pruned: int = 0
+    users_expired: int = 0
+    """``core.users`` rows deleted: no activity for a year (``privacy.expire_users``)."""
     dry_run: bool = False
     """True when nothing was changed: the figures say what the job would do."""
 
@@ -98,6 +102,9 @@ def run_retention(
             "DELETE FROM privacy.forgotten_pseudonyms WHERE forgotten_at < %s", (raw_cutoff,)
         )
         result.forgotten_digests_pruned = max(pruned.rowcount, 0)
+        expired = conn.execute("SELECT privacy.expire_users(%s)", (now,)).fetchone()
+        result.users_expired = int(expired[0]) if expired else 0
+        conn.execute("DELETE FROM privacy.consent_assertion_nonces WHERE expires_at < %s", (now,))
         if dry_run:
             conn.rollback()
             return result

@@ -1,7 +1,8 @@
 """Passwords of the database roles, from the environment (never from files).
 
-The migrations create ``caret_writer`` (the exporter, the gateway's consent store and
-deletions) and ``caret_analyst`` (read-only, ``analytics.*`` and ``trends.*``) without
+The migrations create ``caret_writer`` (the exporter, retention, ``forget``),
+``caret_analyst`` (read-only, ``analytics.*`` and ``trends.*``) and ``caret_gateway``
+(the internet-facing gateway: consent and the deletion function only) without
 a password: over TCP they cannot log in until one is set. ``caret-otel db migrate`` sets
 each password whose variable is present. The password is turned into a SCRAM verifier
 on the client, so the clear text never reaches the server or its logs.
@@ -18,12 +19,15 @@ from psycopg import sql
 
 from caret_otel.core.environment_variables import (
     CARET_OTEL_ANALYST_PASSWORD,
+    CARET_OTEL_GATEWAY_PASSWORD,
     CARET_OTEL_WRITER_PASSWORD,
 )
 
 ROLE_PASSWORD_ENVS: Final = {
     "caret_writer": CARET_OTEL_WRITER_PASSWORD,
     "caret_analyst": CARET_OTEL_ANALYST_PASSWORD,
+    # The internet-facing gateway: consent and the deletion function only (migration 0010).
+    "caret_gateway": CARET_OTEL_GATEWAY_PASSWORD,
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import psycopg
 
+from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 
 from .locks import ROLLUP_LOCK_KEY
@@ -60,8 +61,16 @@ _PARAMS: Final = {
     ],
     # events whose credits are consumption (a purchase is not)
     "credit_events": [events.CARET_TASK_TOKENS.name, events.CARET_CREDITS_CONSUMED.name],
+    # Caret 0.4.x reports usage on assistant turns (Cline 2026 on task.tokens; the gateway
+    # drops a turn's usage when its task sent task.tokens: each request counted once).
+    "turn": events.CARET_TASK_CONVERSATION_TURN.name,
+    "cost_attribute": attrs.CARET_API_COST,
+    # an MCP call is reported `started`, then `success`/`error`: one use, not two
+    "tool_status": attrs.CARET_TOOL_STATUS,
+    "call_started": "started",
     "usage_events": [
         events.CARET_TASK_TOKENS.name,
+        events.CARET_TASK_CONVERSATION_TURN.name,
         events.CARET_TASK_PROVIDER_API_ERROR.name,
         events.CARET_CREDITS_CONSUMED.name,
     ],
@@ -172,7 +181,9 @@ ON CONFLICT (day, user_pseudonym, language) DO UPDATE SET events = l.events + ex
 _FEATURE: Final = """
 INSERT INTO agg.user_daily_feature AS f (day, user_pseudonym, feature, uses, events)
 SELECT day, user_pseudonym, feature,
-       count(*) FILTER (WHERE feature_action IS DISTINCT FROM %(closing_action)s), count(*)
+       count(*) FILTER (WHERE feature_action IS DISTINCT FROM %(closing_action)s
+                        AND (attrs ->> %(tool_status)s) IS DISTINCT FROM %(call_started)s),
+       count(*)
 FROM rollup_batch WHERE user_pseudonym IS NOT NULL AND feature IS NOT NULL
 GROUP BY 1, 2, 3
 ON CONFLICT (day, user_pseudonym, feature) DO UPDATE SET
@@ -182,15 +193,18 @@ ON CONFLICT (day, user_pseudonym, feature) DO UPDATE SET
 
 _USAGE: Final = """
 INSERT INTO agg.user_daily_usage AS u (day, user_pseudonym, plan, provider, model, events,
-    requests, errors, tokens_in, tokens_out, tokens_cache_read, tokens_cache_write, credits)
+    requests, errors, tokens_in, tokens_out, tokens_cache_read, tokens_cache_write, credits,
+    cost_usd)
 SELECT day, user_pseudonym, coalesce(plan, 'unknown'), coalesce(provider, 'unknown'),
        coalesce(model, 'unknown'),
        count(*),
-       count(*) FILTER (WHERE event_name = ANY (%(request_events)s)),
+       count(*) FILTER (WHERE event_name = ANY (%(request_events)s)
+                        OR (event_name = %(turn)s AND tokens_out IS NOT NULL)),
        count(*) FILTER (WHERE event_name = %(api_error)s),
        coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0),
        coalesce(sum(tokens_cache_read), 0), coalesce(sum(tokens_cache_write), 0),
-       coalesce(sum(credits) FILTER (WHERE event_name = ANY (%(credit_events)s)), 0)
+       coalesce(sum(credits) FILTER (WHERE event_name = ANY (%(credit_events)s)), 0),
+       coalesce(sum((attrs ->> %(cost_attribute)s)::numeric), 0)
 FROM rollup_batch
 WHERE user_pseudonym IS NOT NULL AND event_name = ANY (%(usage_events)s)
 GROUP BY 1, 2, 3, 4, 5
@@ -202,7 +216,8 @@ ON CONFLICT (day, user_pseudonym, plan, provider, model) DO UPDATE SET
     tokens_out = u.tokens_out + excluded.tokens_out,
     tokens_cache_read = u.tokens_cache_read + excluded.tokens_cache_read,
     tokens_cache_write = u.tokens_cache_write + excluded.tokens_cache_write,
-    credits = u.credits + excluded.credits
+    credits = u.credits + excluded.credits,
+    cost_usd = u.cost_usd + excluded.cost_usd
 """
 
 _TOUCHED_USER_DAYS: Final = (

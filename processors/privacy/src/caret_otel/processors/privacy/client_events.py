@@ -49,6 +49,38 @@ _MAX_EVENT_TYPE_LENGTH = 128
 _MAX_ID_LENGTH = 512
 _EVENT_ID_HEX_LENGTH = 32  # 128 bits: collisions are out of reach at any event volume
 
+# The real client's metadata names the host app as `vscode.env.appName` and the OS as
+# Node's `os.type()`: both become coarse, enumerated values (registry shapes host_app and
+# os_family); anything else is left to the shape check (dropped, `other` on metrics).
+HOST_APPS: Final = {
+    "visual studio code": "vscode",
+    "visual studio code - insiders": "vscode-insiders",
+    "code - oss": "vscode",
+    "cursor": "cursor",
+    "windsurf": "windsurf",
+    "vscodium": "vscodium",
+    "trae": "trae",
+    "kiro": "kiro",
+    "positron": "positron",
+    "void": "void",
+    "code-server": "code-server",
+}
+OS_TYPES: Final = {
+    "darwin": "darwin",
+    "linux": "linux",
+    "windows_nt": "windows",
+    "win32": "windows",
+}
+# A provider error's HTTP status at the start of a message ("429 Too Many Requests ...",
+# "Error 503: ...") or as a status field in it ('"status": 401').
+_STATUS_RE = re.compile(
+    r'^\s*(?:error\s*:?\s*)?([45]\d\d)\b|\bstatus(?:_?code)?["\']?\s*[:=]\s*([45]\d\d)\b', re.I
+)
+_TOKEN_INPUTS: Final = (
+    attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+)
+
 # Attributes only the server sets; a client property naming one is ignored.
 _SERVER_SET: Final = frozenset(
     {
@@ -143,6 +175,12 @@ class ClientEventScrubber:
         self._aliases = dict(engine.policy.client_properties)
         self._client_info = dict(engine.policy.client_info)
         self._allowed = {spec.name: frozenset(spec.attributes) for spec in events.ALL}
+        self._per_event = {
+            spec.name: {key: (name, scale) for key, name, scale in spec.properties}
+            for spec in events.ALL
+        }
+        self._not_collected = {spec.name: frozenset(spec.not_collected) for spec in events.ALL}
+        self._scales = events.PROPERTY_SCALES
         # For error messages: the client keys that feed each attribute.
         self._client_keys: dict[str, list[str]] = {}
         for client_key, name in self._aliases.items():
@@ -184,7 +222,7 @@ class ClientEventScrubber:
 
         attributes: dict[str, object] = {
             attrs.CARET_EVENT_ID: self._event_id(raw),
-            attrs.CARET_EVENT_CLIENT_TYPE: event_type,
+            attrs.CARET_EVENT_CLIENT_TYPE: _registry_client_type(event_type, action),
             attrs.ENDUSER_PSEUDO_ID: user_pseudonym,
             attrs.SESSION_ID: self._engine.pseudonymizer.pseudonymize(session_id),
         }
@@ -192,6 +230,7 @@ class ClientEventScrubber:
         report.pseudonymised[attrs.SESSION_ID] += 1
         raw_attributes = self._map_properties(spec, properties, report)
         raw_attributes.update(self._map_client_info(client_info, report))
+        _normalise(spec, raw_attributes)
         attributes.update(self._engine.scrub_attributes(raw_attributes, report))
         if spec.feature is not None:
             attributes[attrs.CARET_FEATURE_NAME] = spec.feature
@@ -210,6 +249,8 @@ class ClientEventScrubber:
         for field in self._client_info:
             value = client_info.get(field)
             if value is None:
+                if field in _OPTIONAL_CLIENT_INFO:
+                    continue  # the real client has no UI language on a first run
                 raise ClientEventError(f"{CLIENT_INFO}.{field}", "is required")
             if not isinstance(value, str):
                 raise ClientEventError(f"{CLIENT_INFO}.{field}", "must be a string")
@@ -227,11 +268,24 @@ class ClientEventScrubber:
         self, spec: EventSpec, properties: Mapping[str, object], report: ScrubReport
     ) -> dict[str, object]:
         allowed = self._allowed[spec.name]
+        per_event = self._per_event[spec.name]
+        not_collected = self._not_collected[spec.name]
         mapped: dict[str, object] = {}
         for key, value in properties.items():
             if key == CLIENT_EVENT_ID:
                 continue  # consumed by the event hash
-            name = self._aliases.get(key)
+            if key in not_collected:
+                report.drop(key, reasons.NOT_COLLECTED)
+                continue
+            override = per_event.get(key)
+            name: str | None
+            scale: float
+            if override is not None:
+                name, scale = override
+            else:
+                name, scale = self._aliases.get(key), self._scales.get(key, 1.0)
+            if scale != 1.0 and type(value) in (int, float):
+                value = value * scale  # type: ignore[operator]
             if name is None and self._engine.rule(key) is not None:
                 name = key  # a registry name used directly
             if name is None:
@@ -281,5 +335,43 @@ class ClientEventScrubber:
         return f"{PROPERTIES}.{primary}", [k for k in keys if k != primary]
 
 
+def _normalise(spec: EventSpec, raw: dict[str, object]) -> None:
+    """The real client's values in registry form: host app and OS family enumerated,
+    input tokens including cache reads and writes (as upstream's input_tokens), and a
+    provider error's HTTP status read from an extension.message text."""
+    platform = raw.get(attrs.CARET_CLIENT_PLATFORM)
+    if isinstance(platform, str):
+        raw[attrs.CARET_CLIENT_PLATFORM] = HOST_APPS.get(platform.strip().lower(), platform)
+    os_type = raw.get(attrs.OS_TYPE)
+    if isinstance(os_type, str):
+        raw[attrs.OS_TYPE] = OS_TYPES.get(os_type.strip().lower(), os_type)
+    tokens_in = raw.get(attrs.GEN_AI_USAGE_INPUT_TOKENS)
+    if type(tokens_in) is int:
+        for key in _TOKEN_INPUTS:
+            extra = raw.get(key)
+            if type(extra) is int and extra > 0:
+                tokens_in += extra
+        raw[attrs.GEN_AI_USAGE_INPUT_TOKENS] = tokens_in
+    if spec is events.CARET_EXTENSION_ERROR and attrs.HTTP_RESPONSE_STATUS_CODE not in raw:
+        message = raw.get(attrs.CARET_ERROR_MESSAGE)
+        match = _STATUS_RE.search(message[:200]) if isinstance(message, str) else None
+        if match is not None:
+            raw[attrs.HTTP_RESPONSE_STATUS_CODE] = int(match.group(1) or match.group(2))
+    status = raw.get(attrs.HTTP_RESPONSE_STATUS_CODE)
+    if type(status) is int and attrs.ERROR_TYPE not in raw:
+        raw[attrs.ERROR_TYPE] = str(status)  # OTel: the status code when nothing better is known
+
+
+_OPTIONAL_CLIENT_INFO: Final = frozenset({"language"})
 _CONSENT_EVENTS: Final = frozenset({events.CARET_USER_OPT_IN.name, events.CARET_USER_OPT_OUT.name})
 _FEATURE: Final = frozenset({attrs.CARET_FEATURE_NAME, attrs.CARET_FEATURE_ACTION})
+
+
+def _registry_client_type(event_type: str, action: str | None) -> str:
+    """The client's event type in registry form: as sent when the registry names it, else
+    (an event family such as ``task.focus_chain_*``) the family prefix plus the registry
+    action, ``other`` for a suffix the registry does not list - never the client's text."""
+    if event_type in events.CLIENT_EVENTS or action is None:
+        return event_type
+    prefix = next(p for p in events.CLIENT_EVENT_FAMILIES if event_type.startswith(p))
+    return prefix + action

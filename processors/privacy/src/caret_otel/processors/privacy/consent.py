@@ -9,14 +9,20 @@ an opt-out honours it from the very next request).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
-from caret_otel.core.errors import ServiceError
+from caret_otel.core.errors import ConfigurationError, InputError, ServiceError
 from caret_otel.semconv import attributes as attrs
 
 if TYPE_CHECKING:
@@ -54,11 +60,28 @@ class ConsentStoreError(ServiceError):
 
 
 class InMemoryConsentStore:
-    """A process-local consent store (tests, the CLI dry run, single-process demos)."""
+    """A process-local consent store (tests, the CLI dry run, single-process demos).
+
+    Not durable: what it holds is lost on restart, so the gateway takes consent writes
+    into it only with the explicit development flag."""
+
+    durable: Final = False
 
     def __init__(self, opted_out: Iterable[str] = ()) -> None:
         self._opted_out: set[str] = set(opted_out)
         self._lock = threading.Lock()
+        self._nonces: dict[str, float] = {}
+
+    def claim_nonce(self, nonce: str, expires_at: float) -> bool:
+        """True the first time ``nonce`` is seen before it expires (replay guard)."""
+        now = time.time()
+        with self._lock:
+            if len(self._nonces) > 10_000:
+                self._nonces = {n: t for n, t in self._nonces.items() if t > now}
+            if self._nonces.get(nonce, 0.0) > now:
+                return False
+            self._nonces[nonce] = expires_at
+            return True
 
     def is_opted_out(self, user_pseudonym: str) -> bool:
         return user_pseudonym in self._opted_out
@@ -104,6 +127,15 @@ _ALL_OPTED_OUT: Final = "SELECT user_pseudonym FROM privacy.consent WHERE NOT te
 _CHANGED_SINCE: Final = (
     "SELECT user_pseudonym, telemetry_enabled FROM privacy.consent WHERE updated_at >= %s"
 )
+
+
+_CLAIM_NONCE: Final = """
+INSERT INTO privacy.consent_assertion_nonces (nonce, expires_at)
+VALUES (%s, to_timestamp(%s))
+ON CONFLICT (nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at
+WHERE privacy.consent_assertion_nonces.expires_at < now()
+RETURNING 1
+"""
 
 
 class PostgresConsentStore:
@@ -172,10 +204,25 @@ class PostgresConsentStore:
         )
         self._thread.start()
 
+    durable: Final = True
+
     # --- the hot path ---------------------------------------------------------------------
 
     def is_opted_out(self, user_pseudonym: str) -> bool:
         return user_pseudonym in self._opted_out
+
+    def claim_nonce(self, nonce: str, expires_at: float) -> bool:
+        """True the first time ``nonce`` is used (shared by every gateway process)."""
+        import psycopg
+
+        try:
+            with self._pool.connection(timeout=self._operation_timeout) as conn:
+                row = conn.execute(_CLAIM_NONCE, (nonce, expires_at)).fetchone()
+        except psycopg.Error as exc:
+            raise ConsentStoreError(
+                f"consent store: could not record the assertion's nonce ({type(exc).__name__})"
+            ) from None
+        return row is not None
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -287,3 +334,155 @@ class PostgresConsentStore:
             self._stop.set()
             self._thread.join(timeout=5)
         self._pool.close()
+
+
+# --- consent assertions: proof, signed by Caret's account service, that the user asked ------
+
+ASSERTION_VERSION: Final = "caret-consent-v1"
+MIN_ASSERTION_KEY_BYTES: Final = 32
+_ASSERTION_KEY_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_NONCE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_SIGNATURE_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+ASSERTION_CLOCK_SKEW_S: Final = 30.0
+
+
+class ConsentAssertionKeyError(ConfigurationError):
+    """The consent assertion keys are malformed; the message names the entry."""
+
+
+class ConsentAssertionError(InputError):
+    """An assertion is malformed, expired, replayed or not signed by a known key.
+
+    ``field`` names the assertion field; the message never quotes a value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ConsentAssertionKey:
+    id: str
+    secret: bytes
+
+    def __repr__(self) -> str:  # never print key material
+        return f"ConsentAssertionKey(id={self.id!r}, secret=<{len(self.secret)} bytes>)"
+
+
+def parse_assertion_keys(text: str, *, source: str) -> tuple[ConsentAssertionKey, ...]:
+    """``id:base64key`` entries separated by commas or newlines (``#`` comments)."""
+    keys: list[ConsentAssertionKey] = []
+    entries = [e.strip() for e in re.split(r"[,\n]", text) if e.strip()]
+    for number, entry in enumerate((e for e in entries if not e.startswith("#")), start=1):
+        key_id, sep, encoded = entry.partition(":")
+        if not sep or not _ASSERTION_KEY_ID_RE.match(key_id):
+            raise ConsentAssertionKeyError(
+                f"{source}: entry {number} is not '<id>:<base64 key>' "
+                "(id: 1-32 letters, digits, '-' or '_')"
+            )
+        try:
+            secret = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConsentAssertionKeyError(
+                f"{source}: entry {number} is not valid base64"
+            ) from None
+        if len(secret) < MIN_ASSERTION_KEY_BYTES:
+            raise ConsentAssertionKeyError(
+                f"{source}: entry {number} has {len(secret)} bytes; "
+                f"at least {MIN_ASSERTION_KEY_BYTES} are needed"
+            )
+        if any(k.id == key_id for k in keys):
+            raise ConsentAssertionKeyError(f"{source}: key id {key_id!r} appears twice")
+        keys.append(ConsentAssertionKey(key_id, secret))
+    return tuple(keys)
+
+
+def assertion_message(user_id_hash: str, enabled: bool, issued_at: int, nonce: str) -> bytes:
+    """The bytes the account service signs (HMAC-SHA256): version, user id hash, decision,
+    issue time (Unix seconds) and nonce, one per line."""
+    decision = "true" if enabled else "false"
+    return f"{ASSERTION_VERSION}\n{user_id_hash}\n{decision}\n{issued_at}\n{nonce}".encode()
+
+
+def sign_assertion(
+    key: ConsentAssertionKey,
+    user_id_hash: str,
+    enabled: bool,
+    *,
+    issued_at: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, object]:
+    """A consent assertion as the account service makes one (what the gateway verifies)."""
+    import secrets
+
+    issued = int(time.time()) if issued_at is None else issued_at
+    once = secrets.token_urlsafe(24) if nonce is None else nonce
+    mac = hmac.digest(key.secret, assertion_message(user_id_hash, enabled, issued, once), "sha256")
+    return {"key_id": key.id, "issued_at": issued, "nonce": once, "signature": mac.hex()}
+
+
+@runtime_checkable
+class NonceLedger(Protocol):
+    """Remembers used assertion nonces (the consent stores are ledgers)."""
+
+    def claim_nonce(self, nonce: str, expires_at: float) -> bool: ...
+
+
+class ConsentAssertionVerifier:
+    """Checks an assertion: known key, valid HMAC over (user, decision, time, nonce),
+    issued within ``max_age_s`` (and not in the future beyond a small skew), and a
+    nonce never used before (the ledger is the consent store: shared by every gateway
+    process when it is PostgreSQL)."""
+
+    def __init__(
+        self, keys: Sequence[ConsentAssertionKey], ledger: NonceLedger, max_age_s: float
+    ) -> None:
+        self._keys = {k.id: k for k in keys}
+        self._ledger = ledger
+        self._max_age_s = max_age_s
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def verify(
+        self, assertion: object, user_id_hash: str, enabled: bool, *, now: float | None = None
+    ) -> None:
+        """Return when ``assertion`` proves the user asked for ``enabled``; else raise
+        :class:`ConsentAssertionError` (or ``ConsentStoreError`` from the ledger)."""
+        if not isinstance(assertion, Mapping):
+            raise ConsentAssertionError("assertion", "must be a JSON object")
+        key_id = assertion.get("key_id")
+        issued_at = assertion.get("issued_at")
+        nonce = assertion.get("nonce")
+        signature = assertion.get("signature")
+        if not isinstance(key_id, str) or key_id not in self._keys:
+            raise ConsentAssertionError("assertion.key_id", "must name a configured key")
+        if type(issued_at) is not int:
+            raise ConsentAssertionError("assertion.issued_at", "must be an integer (Unix s)")
+        if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
+            raise ConsentAssertionError(
+                "assertion.nonce", "must be 16-128 letters, digits, '-' or '_'"
+            )
+        if not isinstance(signature, str) or not _SIGNATURE_RE.match(signature):
+            raise ConsentAssertionError("assertion.signature", "must be 64 lower-case hex digits")
+        expected = hmac.digest(
+            self._keys[key_id].secret,
+            assertion_message(user_id_hash, enabled, issued_at, nonce),
+            hashlib.sha256,
+        )
+        if not hmac.compare_digest(expected, bytes.fromhex(signature)):
+            raise ConsentAssertionError(
+                "assertion.signature", "does not match this user and decision"
+            )
+        current = time.time() if now is None else now
+        if issued_at > current + ASSERTION_CLOCK_SKEW_S:
+            raise ConsentAssertionError("assertion.issued_at", "is in the future")
+        if issued_at < current - self._max_age_s:
+            raise ConsentAssertionError(
+                "assertion.issued_at", f"is older than {self._max_age_s:g} s; get a new one"
+            )
+        expires_at = issued_at + self._max_age_s + ASSERTION_CLOCK_SKEW_S
+        if not self._ledger.claim_nonce(f"{key_id}:{nonce}", expires_at):
+            raise ConsentAssertionError("assertion.nonce", "was used before (replay)")

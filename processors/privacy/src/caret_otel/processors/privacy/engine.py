@@ -28,10 +28,11 @@ from typing import Final
 
 from caret_otel.processors.privacy import report as reasons
 from caret_otel.processors.privacy.geo import CONTINENTS, normalise_country
-from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
-from caret_otel.processors.privacy.redaction import redact_text
+from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, is_pseudonym
+from caret_otel.processors.privacy.redaction import PATH, redact_text, strip_controls
 from caret_otel.processors.privacy.report import ScrubReport, reportable_key
-from caret_otel.semconv.policy import AttributeRule, Policy, load_policy
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv.policy import OTHER_VALUE, AttributeRule, Policy, ValueShape, load_policy
 
 __all__ = ["Limits", "PrivacyEngine", "ScrubReport"]
 
@@ -41,6 +42,9 @@ COARSE: Final = "coarse"
 FORBIDDEN: Final = "forbidden"
 COARSE_COUNTRY: Final = "country_code"
 COARSE_CONTINENT: Final = "continent_code"
+CONTROL_CHARACTERS: Final = "control_character"
+"""Kind counted in ``ScrubReport.redacted`` for NUL and other C0 characters stripped
+from free text (client events are rejected for them at the gateway instead)."""
 BODY_KEY_PREFIX: Final = "body:"
 """Report keys of log-body map entries, so they never read like attribute names."""
 
@@ -80,6 +84,13 @@ class _Plan:
     this engine lacks)."""
     drop: tuple[str, str] | None
     """The report entry when the key never leaves (forbidden, or not metric-safe)."""
+    shape: ValueShape | None = None
+    """The values a public, non-free-text string may take (``value_shapes.yaml``)."""
+
+
+_BACKSTOP_EXEMPT: Final[dict[str, frozenset[str]]] = {attrs.HTTP_ROUTE: frozenset({PATH})}
+"""Redaction kinds the backstop ignores for a key: route templates look like paths (their
+shape denies home directories instead)."""
 
 
 def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
@@ -92,7 +103,8 @@ def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
     if drop is None and rule.privacy == PUBLIC and not (rule.type == "string" and rule.free_text):
         exact_type = _EXACT_TYPES.get(rule.type)
     coarse = _COARSE.get(rule.coarse or "") if rule.privacy == COARSE else None
-    return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop)
+    shape = rule.shape if rule.privacy == PUBLIC and not rule.free_text else None
+    return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop, shape)
 
 
 class _Dropped:
@@ -199,6 +211,7 @@ class PrivacyEngine:
         self._description_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._unknown_key_cache: dict[str, tuple[str, str]] = {}
         self._body_key_cache: dict[str, tuple[str, AttributeRule | None, str | None]] = {}
+        self._shape_cache: dict[tuple[str, str], bool] = {}
 
     @classmethod
     def from_env(cls, limits: Limits = Limits()) -> PrivacyEngine:
@@ -241,6 +254,14 @@ class PrivacyEngine:
             value_type = type(value)
             if value_type is plan.exact_type and not bounded:
                 if value_type is str:
+                    if plan.shape is not None:
+                        if len(value) <= max_length and self.shape_ok(key, plan.shape, value):  # type: ignore[arg-type]
+                            out[key] = value
+                        else:
+                            dropped[(key, reasons.SHAPE)] += 1
+                            if metric:
+                                out[key] = OTHER_VALUE
+                        continue
                     if len(value) <= max_length:  # type: ignore[arg-type]
                         out[key] = value
                         continue
@@ -267,10 +288,32 @@ class PrivacyEngine:
                 else:
                     out[key] = coarse
                 continue
+            if metric and plan.shape is not None and value_type is str:
+                if len(value) <= max_length and self.shape_ok(key, plan.shape, value):  # type: ignore[arg-type]
+                    out[key] = value
+                else:
+                    report.drop(key, reasons.SHAPE)
+                    out[key] = OTHER_VALUE
+                continue
             scrubbed = self.scrub_value(plan.rule, value, report)
             if scrubbed is not _DROPPED:
                 out[key] = scrubbed
         return out
+
+    def shape_ok(self, key: str, shape: ValueShape, value: str) -> bool:
+        """Whether ``value`` may leave as ``key``: it matches the shape and free-text
+        redaction (run as a backstop) finds nothing in it. Cached: values repeat."""
+        cache_key = (key, value)
+        ok = self._shape_cache.get(cache_key)
+        if ok is None:
+            ok = shape.matches(value)
+            if ok:
+                exempt = _BACKSTOP_EXEMPT.get(key, frozenset())
+                ok = all(kind in exempt for kind in redact_text(value)[1])
+            if len(self._shape_cache) >= _NAME_CACHE_SIZE:
+                self._shape_cache.clear()
+            self._shape_cache[cache_key] = ok
+        return ok
 
     def _unknown_key(self, key: str) -> tuple[str, str]:
         """The report entry of an unknown key, cached (unknown keys repeat too)."""
@@ -301,8 +344,9 @@ class PrivacyEngine:
         text = str(value)
         if not text.strip():
             return None
-        if self.accept_pseudonyms and self.pseudonymizer.is_live_pseudonym(text):
-            return text
+        if self.accept_pseudonyms and is_pseudonym(text):
+            # Kept only when its keyed tag verifies; an unkeyed look-alike is dropped.
+            return text if self.pseudonymizer.verify(text) else None
         return self.pseudonymizer.pseudonymize(text)
 
     def pseudonyms_for_consent(self, value: object) -> Sequence[str]:
@@ -327,7 +371,7 @@ class PrivacyEngine:
             return _DROPPED
         pseudonym = self.pseudonym_of(value)
         if pseudonym is None:
-            report.drop(key, reasons.EMPTY)
+            report.drop(key, reasons.INVALID if str(value).strip() else reasons.EMPTY)
             return _DROPPED
         report.pseudonymised[key] += 1
         return pseudonym
@@ -357,9 +401,16 @@ class PrivacyEngine:
             report.drop(rule.name, reasons.TYPE)
         return scalar
 
-    def _public_string(self, rule: AttributeRule, value: str, report: ScrubReport) -> str:
+    def _public_string(self, rule: AttributeRule, value: str, report: ScrubReport) -> object:
         if rule.free_text:
             return self.scrub_text(value, report, key=rule.name)
+        if rule.shape is not None:
+            if len(value) <= self.limits.max_value_length and self.shape_ok(
+                rule.name, rule.shape, value
+            ):
+                return value
+            report.drop(rule.name, reasons.SHAPE)
+            return _DROPPED
         return self._cut(value, self.limits.max_value_length, report, rule.name)
 
     def _public_array(self, rule: AttributeRule, value: object, report: ScrubReport) -> object:
@@ -373,7 +424,9 @@ class PrivacyEngine:
                 if not isinstance(element, str):
                     report.drop(rule.name, reasons.TYPE)
                     return _DROPPED
-                items.append(self._public_string(rule, element, report))
+                kept = self._public_string(rule, element, report)
+                if kept is not _DROPPED:
+                    items.append(kept)
                 continue
             scalar = _scalar(element_type, element)
             if scalar is _DROPPED:
@@ -393,6 +446,9 @@ class PrivacyEngine:
         limit = self.limits.max_value_length if max_length is None else max_length
         if len(text) > limit + _REDACTION_MARGIN:
             text = text[: limit + _REDACTION_MARGIN]
+        text, controls = strip_controls(text)
+        if controls:
+            report.redacted[CONTROL_CHARACTERS] += controls
         redacted, kinds = redact_text(text)
         for kind in kinds:
             report.redacted[kind] += 1
@@ -421,7 +477,9 @@ class PrivacyEngine:
     ) -> str:
         cached = cache.get(text)
         if cached is None:
-            redacted, kinds = redact_text(text[: limit + _REDACTION_MARGIN])
+            stripped, controls = strip_controls(text[: limit + _REDACTION_MARGIN])
+            redacted, kinds = redact_text(stripped)
+            kinds += [CONTROL_CHARACTERS] * controls
             if len(redacted) > limit:
                 redacted = redacted[:limit]
             cached = (redacted, tuple(kinds))
@@ -443,13 +501,13 @@ class PrivacyEngine:
     def scrub_body(self, value: object, report: ScrubReport) -> object:
         """A log body (string, number, bool, nested maps and lists), scrubbed.
 
-        Body map keys are not registry keys, so the body is treated as free text:
-        every string is redacted; an entry is dropped when its key is a forbidden
-        registry attribute or client property (``prompt``, ``file_path``, ...) or names
-        a credential (``password``, ``access_token``, ``api_key``, ...); the value of a
-        key that is a pseudonymous attribute or client property (``user.id``,
-        ``task_id``) is pseudonymised; keys themselves are redacted too. Bytes are
-        dropped (they cannot be inspected). Returns None when nothing may leave.
+        A string body is free text: it is redacted. A map body is attributes in
+        disguise and fails closed like them: an entry stays only when its key is a
+        registry attribute or client property that is not forbidden, and its value then
+        obeys that attribute's rule (type, shape, pseudonym, coarse form); every other
+        key is dropped (reason ``unknown``, reported as ``body:<key>``). Lists are
+        scrubbed element by element. Bytes are dropped (they cannot be inspected).
+        Returns None when nothing may leave.
         """
         result = self._body(value, report, 0)
         return None if result is _DROPPED else result
@@ -486,10 +544,11 @@ class PrivacyEngine:
             if len(out) >= self.limits.max_attributes:
                 report.drop(BODY_KEY_PREFIX + key, reasons.LIMIT)
                 continue
-            if rule is not None and rule.privacy != PUBLIC:
-                scrubbed = self.scrub_value(rule, item, report)
-            else:
-                scrubbed = self._body(item, report, depth + 1)
+            if rule is None:
+                # A structured body is attributes in disguise: fail closed like them.
+                report.drop(BODY_KEY_PREFIX + key, reasons.UNKNOWN)
+                continue
+            scrubbed = self.scrub_value(rule, item, report)
             if scrubbed is not _DROPPED:
                 out[key] = scrubbed
         return out

@@ -4,16 +4,15 @@ Each ``scrub_*_request`` mutates the request in place and returns how many recor
 (spans, log records, metric data points) it removed because their user opted out;
 the gateway reports them as rejected in the OTLP partial-success answer.
 
-Covered: resource and scope attributes (and scope names); span names, attributes,
-events (names and attributes), links (attributes) and status descriptions; log
-record attributes, bodies (strings, nested maps and lists), event names and
-severity texts; metric names, descriptions, metadata, data-point attributes
-(metric-safe keys only) and exemplar attributes. Trace and span ids are kept (they
-identify nothing outside the trace); W3C trace state is kept as is.
+Every string field of the three export requests is covered; :data:`OTLP_FIELDS` says
+how, field by field (a test walks the protobuf descriptors and fails on a field it does
+not list, so a new OTLP release cannot open a hole). Fields protobuf does not know
+(from a newer sender) are discarded before anything else.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import Any, Final, TypeVar
 
@@ -38,10 +37,102 @@ from caret_otel.otlp.values import (
 from caret_otel.processors.privacy import report as reasons
 from caret_otel.processors.privacy.consent import USER_ATTRIBUTES, ConsentStore, opted_out_user
 from caret_otel.processors.privacy.engine import PrivacyEngine
-from caret_otel.processors.privacy.report import ScrubReport
+from caret_otel.processors.privacy.report import ScrubReport, reportable_key
+from caret_otel.semconv.policy import ValueShape
 
 DATA_POINT: Final = "data_point"
 """Report key for metric data points merged or dropped after scrubbing."""
+METRIC_KEY_PREFIX: Final = "metric:"
+"""Report keys of metrics that are not in the registry (dropped whole)."""
+SCHEMA_URL_RE: Final = re.compile(
+    r"https://opentelemetry\.io/schemas/[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"
+)
+"""The only schema URL kept: upstream's (the Collector's pass uses the same expression)."""
+VERSION_SHAPE: Final = "semver"
+_ENTITY_TYPE_RE: Final = re.compile(r"[a-z][a-z0-9._]{0,63}")
+
+_SCRUBBED = "free text: redacted (secrets and personal data), cut to the length limit"
+_SCHEMA = "kept only when it is https://opentelemetry.io/schemas/<version>, else cleared"
+_IDS = "kept: random trace/span ids identify nothing outside the trace"
+OTLP_FIELDS: Final[dict[str, str]] = {
+    "opentelemetry.proto.common.v1.KeyValue.key": (
+        "registry attribute names only (attributes and log-body maps); any other key is "
+        "dropped, counted `unknown`"
+    ),
+    "opentelemetry.proto.common.v1.AnyValue.string_value": (
+        "an attribute value obeys its key's registry rule (value shape, free-text redaction, "
+        "pseudonym, coarse form); a string log body is free text"
+    ),
+    "opentelemetry.proto.common.v1.AnyValue.bytes_value": "dropped (cannot be inspected)",
+    "opentelemetry.proto.common.v1.InstrumentationScope.name": _SCRUBBED,
+    "opentelemetry.proto.common.v1.InstrumentationScope.version": (
+        "kept only when it matches the `semver` shape, else cleared"
+    ),
+    "opentelemetry.proto.common.v1.EntityRef.type": (
+        "the entity ref is kept only with a lower-case type and its id keys among the kept "
+        "resource attributes; else dropped"
+    ),
+    "opentelemetry.proto.common.v1.EntityRef.schema_url": _SCHEMA,
+    "opentelemetry.proto.common.v1.EntityRef.id_keys": "only keys of kept resource attributes",
+    "opentelemetry.proto.common.v1.EntityRef.description_keys": (
+        "only keys of kept resource attributes"
+    ),
+    "opentelemetry.proto.trace.v1.ResourceSpans.schema_url": _SCHEMA,
+    "opentelemetry.proto.trace.v1.ScopeSpans.schema_url": _SCHEMA,
+    "opentelemetry.proto.trace.v1.Span.name": _SCRUBBED,
+    "opentelemetry.proto.trace.v1.Span.trace_state": "cleared (vendor free text)",
+    "opentelemetry.proto.trace.v1.Span.trace_id": _IDS,
+    "opentelemetry.proto.trace.v1.Span.span_id": _IDS,
+    "opentelemetry.proto.trace.v1.Span.parent_span_id": _IDS,
+    "opentelemetry.proto.trace.v1.Span.Event.name": _SCRUBBED,
+    "opentelemetry.proto.trace.v1.Span.Link.trace_state": "cleared (vendor free text)",
+    "opentelemetry.proto.trace.v1.Span.Link.trace_id": _IDS,
+    "opentelemetry.proto.trace.v1.Span.Link.span_id": _IDS,
+    "opentelemetry.proto.trace.v1.Status.message": _SCRUBBED,
+    "opentelemetry.proto.logs.v1.ResourceLogs.schema_url": _SCHEMA,
+    "opentelemetry.proto.logs.v1.ScopeLogs.schema_url": _SCHEMA,
+    "opentelemetry.proto.logs.v1.LogRecord.event_name": (
+        "a registry event name is kept; any other is free text (redacted)"
+    ),
+    "opentelemetry.proto.logs.v1.LogRecord.severity_text": _SCRUBBED,
+    "opentelemetry.proto.logs.v1.LogRecord.trace_id": _IDS,
+    "opentelemetry.proto.logs.v1.LogRecord.span_id": _IDS,
+    "opentelemetry.proto.metrics.v1.ResourceMetrics.schema_url": _SCHEMA,
+    "opentelemetry.proto.metrics.v1.ScopeMetrics.schema_url": _SCHEMA,
+    "opentelemetry.proto.metrics.v1.Metric.name": (
+        "registry metric names only; any other metric is dropped whole, counted"
+    ),
+    "opentelemetry.proto.metrics.v1.Metric.unit": "replaced by the registry's unit",
+    "opentelemetry.proto.metrics.v1.Metric.description": "replaced by the registry's brief",
+    "opentelemetry.proto.metrics.v1.Exemplar.trace_id": _IDS,
+    "opentelemetry.proto.metrics.v1.Exemplar.span_id": _IDS,
+}
+"""Every string and bytes field of the OTLP export requests, and what happens to it."""
+
+
+def clean_schema_url(url: str, report: ScrubReport) -> str:
+    """``url`` when it is upstream's schema URL (or empty), else "" (counted)."""
+    if url and SCHEMA_URL_RE.fullmatch(url) is None:
+        report.drop("schema_url", reasons.SHAPE)
+        return ""
+    return url
+
+
+def clean_scope_version(version: str, engine: PrivacyEngine, report: ScrubReport) -> str:
+    """``version`` when it is a version number (the ``semver`` shape), else ""."""
+    if not version:
+        return version
+    shape: ValueShape | None = engine.policy.shapes.get(VERSION_SHAPE)
+    if shape is None or not engine.shape_ok("scope.version", shape, version):
+        report.drop("scope.version", reasons.SHAPE)
+        return ""
+    return version
+
+
+def _schema_url(holder: Any, report: ScrubReport) -> None:
+    if holder.schema_url and SCHEMA_URL_RE.fullmatch(holder.schema_url) is None:
+        holder.schema_url = ""
+        report.drop("schema_url", reasons.SHAPE)
 
 
 def _scrub_kvs(
@@ -65,16 +156,24 @@ def _scrub_resource(resource: Resource, engine: PrivacyEngine, report: ScrubRepo
     resource.dropped_attributes_count += _scrub_kvs(resource.attributes, engine, report)
     if resource.entity_refs:
         kept = {kv.key for kv in resource.attributes}
-        for ref in resource.entity_refs:
+        drop: list[int] = []
+        for index, ref in enumerate(resource.entity_refs):
             for keys in (ref.id_keys, ref.description_keys):
                 remaining = [k for k in keys if k in kept]
                 del keys[:]
                 keys.extend(remaining)
+            _schema_url(ref, report)
+            if not ref.id_keys or _ENTITY_TYPE_RE.fullmatch(ref.type) is None:
+                report.drop("entity_ref", reasons.SHAPE)
+                drop.append(index)
+        _delete_indexes(resource.entity_refs, drop)
 
 
 def _scrub_scope(scope: InstrumentationScope, engine: PrivacyEngine, report: ScrubReport) -> None:
     if scope.name:
         scope.name = engine.scrub_name(scope.name, report)
+    if scope.version:
+        scope.version = clean_scope_version(scope.version, engine, report)
     scope.dropped_attributes_count += _scrub_kvs(scope.attributes, engine, report)
 
 
@@ -120,8 +219,10 @@ def _scrub_records(
             drop_resources.append(r_index)
             continue
         _scrub_resource(resource_block.resource, engine, report)
+        _schema_url(resource_block, report)
         for scope_block in scope_blocks(resource_block):
             _scrub_scope(scope_block.scope, engine, report)
+            _schema_url(scope_block, report)
             block_records = records(scope_block)
             drop_records = [
                 index
@@ -144,6 +245,7 @@ def scrub_trace_request(
     report: ScrubReport,
 ) -> int:
     """Scrub every span in place; returns the number of spans removed for opt-out."""
+    req.DiscardUnknownFields()
     return _scrub_records(
         req.resource_spans,
         lambda resource_spans: resource_spans.scope_spans,
@@ -170,6 +272,8 @@ def _scrub_span(
         event.dropped_attributes_count += _scrub_kvs(event.attributes, engine, report)
     for link in span.links:
         link.dropped_attributes_count += _scrub_kvs(link.attributes, engine, report)
+        link.trace_state = ""
+    span.trace_state = ""
     if span.status.message:
         span.status.message = engine.scrub_description(span.status.message, report)
     return True
@@ -185,6 +289,7 @@ def scrub_logs_request(
     report: ScrubReport,
 ) -> int:
     """Scrub every log record in place; returns the number removed for opt-out."""
+    req.DiscardUnknownFields()
     return _scrub_records(
         req.resource_logs,
         lambda resource_logs: resource_logs.scope_logs,
@@ -240,6 +345,7 @@ def scrub_metrics_request(
     equal after that are merged (sums and histograms add up, a gauge keeps its latest
     value) so that no two points of a metric describe the same series.
     """
+    req.DiscardUnknownFields()
     rejected = 0
     drop_resources: list[int] = []
     for r_index, resource_metrics in enumerate(req.resource_metrics):
@@ -250,10 +356,18 @@ def scrub_metrics_request(
             drop_resources.append(r_index)
             continue
         _scrub_resource(resource_metrics.resource, engine, report)
+        _schema_url(resource_metrics, report)
         for scope_metrics in resource_metrics.scope_metrics:
             _scrub_scope(scope_metrics.scope, engine, report)
+            _schema_url(scope_metrics, report)
             drop_metrics: list[int] = []
             for m_index, metric in enumerate(scope_metrics.metrics):
+                if metric.name not in engine.policy.metrics:
+                    # Only registry metrics go on: a name is not a label the registry
+                    # could judge, and every series costs Prometheus a year of storage.
+                    report.drop(reportable_key(METRIC_KEY_PREFIX + metric.name), reasons.UNKNOWN)
+                    drop_metrics.append(m_index)
+                    continue
                 removed, empty = _scrub_metric(metric, engine, consent, report)
                 rejected += removed
                 if empty:
@@ -279,10 +393,11 @@ def _point_count(metric: Metric) -> int:
 def _scrub_metric(
     metric: Metric, engine: PrivacyEngine, consent: ConsentStore, report: ScrubReport
 ) -> tuple[int, bool]:
-    """Scrub one metric in place; returns (points removed for opt-out, now empty)."""
-    metric.name = engine.scrub_name(metric.name, report)
-    if metric.description:
-        metric.description = engine.scrub_text(metric.description, report, key="metric.description")
+    """Scrub one registry metric in place; returns (points removed for opt-out, now empty).
+    Unit and description come from the registry, whatever the sender wrote."""
+    spec = engine.policy.metrics[metric.name]
+    metric.unit = str(spec.get("unit", ""))
+    metric.description = str(spec.get("description", ""))
     _scrub_kvs(metric.metadata, engine, report)
     points = _data_points(metric)
     if points is None:

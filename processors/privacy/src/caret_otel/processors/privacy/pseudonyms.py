@@ -1,5 +1,11 @@
 """Keyed pseudonyms: ``HMAC-SHA256(key_v, canonical(id))`` rendered ``v<key-id>:<hex>``.
 
+The 64 hex digits are 24 bytes of that HMAC followed by an 8-byte *keyed tag*
+(``HMAC-SHA256(key_v, "caret-otel pseudonym tag" || body)``), so whoever holds the key
+can tell, from the pseudonym alone, that it was made under the key: an unkeyed hash of
+the same shape (a SHA-256 of an e-mail) fails :meth:`Pseudonymizer.verify` except with
+probability 2^-64. The gateway keeps a service's pseudonym only when it verifies.
+
 Keys come from the environment (``CARET_OTEL_PSEUDONYM_KEYS``: comma-separated
 ``id:base64key`` entries) or from the file named by ``CARET_OTEL_PSEUDONYM_KEY_FILE``
 (the same entries, one per line). The last entry signs new data; every entry stays
@@ -107,6 +113,16 @@ def generate_key_entry(key_id: str = "1") -> str:
     return f"{key_id}:{base64.b64encode(secrets.token_bytes(MIN_KEY_BYTES)).decode()}"
 
 
+_BODY_BYTES = 24
+_TAG_BYTES = 8
+_TAG_DOMAIN = b"caret-otel pseudonym tag\x00"
+
+
+def _tag(key: PseudonymKey, body: bytes) -> bytes:
+    """The keyed tag of a pseudonym's body (domain-separated from the body's own HMAC)."""
+    return hmac.digest(key.secret, _TAG_DOMAIN + body, hashlib.sha256)[:_TAG_BYTES]
+
+
 def canonical(identifier: str) -> str:
     """Trim, Unicode NFC, and lower-case e-mail addresses (their case carries no identity)."""
     value = unicodedata.normalize("NFC", identifier.strip())
@@ -128,6 +144,7 @@ class Pseudonymizer:
         self._keys = keys
         self._signing = keys[-1]
         self._known_prefixes = tuple(f"v{k.id}:" for k in keys)
+        self._by_id = {k.id: k for k in keys}
         self._cached_pseudonym = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign)
         self._cached_all = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign_all)
 
@@ -142,7 +159,8 @@ class Pseudonymizer:
     @staticmethod
     def _digest(key: PseudonymKey, identifier: str) -> str:
         mac = hmac.digest(key.secret, canonical(identifier).encode("utf-8"), hashlib.sha256)
-        return f"v{key.id}:{mac.hex()}"
+        body = mac[:_BODY_BYTES]
+        return f"v{key.id}:{body.hex()}{_tag(key, body).hex()}"
 
     def _sign(self, identifier: str) -> str:
         return self._digest(self._signing, identifier)
@@ -156,8 +174,23 @@ class Pseudonymizer:
         return self._cached_pseudonym(identifier)
 
     def is_live_pseudonym(self, value: str) -> bool:
-        """Whether ``value`` is a pseudonym written under one of the live keys."""
-        return value.startswith(self._known_prefixes) and is_pseudonym(value)
+        """Whether ``value`` is a pseudonym made under one of the live keys: its prefix
+        names a live key and its keyed tag verifies (see :meth:`verify`)."""
+        return self.verify(value)
+
+    def verify(self, value: str) -> bool:
+        """Whether ``value`` carries a valid keyed tag of a live key (constant time).
+
+        A value of the right shape whose tag does not verify (an unkeyed hash, a
+        pseudonym of a key we do not hold) is refused."""
+        if not value.startswith(self._known_prefixes) or not is_pseudonym(value):
+            return False
+        key_id, _, digest = value[1:].partition(":")
+        key = self._by_id.get(key_id)
+        if key is None:
+            return False
+        raw = bytes.fromhex(digest)
+        return hmac.compare_digest(raw[_BODY_BYTES:], _tag(key, raw[:_BODY_BYTES]))
 
     def keyed_digest(self, data: bytes) -> str:
         """Hex HMAC-SHA256 of ``data`` under the signing key (no canonicalisation).

@@ -7,14 +7,28 @@ never reaches its regex. Detectors run in a fixed order, most specific first, so
 credential URL is reported as ``url_credentials`` rather than as an e-mail, and the
 placeholders written by one detector (``<redacted:kind>``) never match a later one:
 redacting twice gives the same text as redacting once.
+
+Text is also looked at normalised: after the detectors ran on the text as sent, a copy
+of the result is normalised (NFKC: the full-width at sign U+FF20 becomes ``@``; Unicode
+format characters stripped: a zero-width space inside an e-mail; percent-decoded:
+``alice%40example.com``, ``%2Fhome%2Falice``) and searched again. When that finds
+anything, the redacted copy is what leaves; otherwise the text redacted as sent.
+
+:data:`SHARED_DETECTORS` are written once in the syntax Python's ``re`` (ASCII classes)
+and Go's RE2 both read the same way: the Collector's privacy pass
+(``caret_otel.registry.collector_privacy``) renders its patterns from them, and each
+carries the cases both forms are tested on.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
+from urllib.parse import unquote
 
 EMAIL: Final = "email"
 IPV4: Final = "ipv4"
@@ -25,8 +39,16 @@ BEARER_TOKEN: Final = "bearer_token"  # noqa: S105 - a kind name, not a token
 API_KEY: Final = "api_key"
 PEM_KEY: Final = "pem_key"
 CARD_NUMBER: Final = "card_number"
+JWT: Final = "jwt"
+NATIONAL_ID: Final = "national_id"
+PHONE: Final = "phone"
+CLOUD_ACCOUNT: Final = "cloud_account"
 KINDS: Final[tuple[str, ...]] = (
     PEM_KEY,
+    JWT,
+    CLOUD_ACCOUNT,
+    NATIONAL_ID,
+    PHONE,
     URL_CREDENTIALS,
     BEARER_TOKEN,
     API_KEY,
@@ -40,6 +62,19 @@ KINDS: Final[tuple[str, ...]] = (
 
 def placeholder(kind: str) -> str:
     return f"<redacted:{kind}>"
+
+
+CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""NUL and the other C0 control characters (tab, newline and carriage return excepted)
+and DEL: PostgreSQL refuses NUL in text, and none of them belongs in telemetry."""
+
+
+def strip_controls(text: str) -> tuple[str, int]:
+    """``text`` without :data:`CONTROL_RE` characters, and how many were removed."""
+    if CONTROL_RE.search(text) is None:
+        return text, 0
+    stripped = CONTROL_RE.sub("", text)
+    return stripped, len(text) - len(stripped)
 
 
 # Combining marks, so that e-mail addresses in NFD form (e + U+0301) match as a whole.
@@ -98,7 +133,8 @@ _PATH_RE = re.compile(
     rf"|\b[A-Za-z]:[\\/](?:{_MID}[\\/])*{_SEG}*"
     rf"|\\\\{_SEG}+(?:\\{_MID})*\\{_SEG}*"
     rf"|(?<![\w~])~[\\/](?:{_MID}[\\/])*{_SEG}*"
-    rf"|(?<![\w/~])/{_SEG}+(?:/{_MID})*/{_SEG}+/?"
+    # An underscore may glue a path to a word (`ENOENT_/home/alice/x`).
+    rf"|(?<![^\W_])(?<![/~])/{_SEG}+(?:/{_MID})*/{_SEG}+/?"
 )
 # IPv6 candidates are validated with the ipaddress module, so clock times (10:00:00)
 # and other colon-separated runs stay.
@@ -312,13 +348,180 @@ def _redact_cards(text: str, found: Finding) -> str:
     return _DIGIT_GROUPS_RE.sub(replace, text)
 
 
+@dataclass(frozen=True)
+class SharedDetector:
+    """One detector written once for Python (``re`` with ASCII classes) and RE2 (the
+    Collector): the same ``pattern`` runs in both, on the same ``redacts``/``keeps``
+    cases. ``narrow`` (Python only) may spare a match the pattern alone cannot tell
+    apart (RE2 has no lookaround): the Collector then masks a superset."""
+
+    kind: str
+    pattern: str
+    guards: tuple[str, ...]
+    """Lower-case substrings one of which a text must hold to be searched (speed)."""
+    redacts: tuple[tuple[str, str], ...]
+    """(text, the part that must not survive) pairs."""
+    keeps: tuple[str, ...] = ()
+    """Texts that must come through unchanged."""
+    narrow: Callable[[str], bool] | None = None
+
+
+def _mixed_secret(value: str) -> bool:
+    """A 40-character AWS secret key has upper and lower case letters and digits; a hex
+    digest (a git commit) does not."""
+    return (
+        any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isdigit() for c in value)
+    )
+
+
+SHARED_DETECTORS: Final[tuple[SharedDetector, ...]] = (
+    SharedDetector(
+        JWT,
+        r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{8,}",
+        ("eyj",),
+        (
+            (
+                "id eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.dBjftJeZ4CVPmB92K27uhbUJU1p1r",
+                "eyJzdWIi",
+            ),
+        ),
+        ("eyJ alone is not a token",),
+    ),
+    SharedDetector(
+        API_KEY,
+        r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|hf_[A-Za-z0-9]{30,}|ya29\.[A-Za-z0-9_-]{20,})",
+        ("k_live_", "k_test_", "hf_", "ya29."),
+        (
+            ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc ok", "4eC39HqLyjWDarjtT1zdp7dc"),
+            ("hf hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 used", "AbCdEfGhIjKlMnOp"),
+            ("oauth ya29.a0AfH6SMBx3Kq-9Zr_TtLwX2yQ7 expired", "a0AfH6SMBx3Kq"),
+        ),
+        ("half_measures and hf_x stay",),
+    ),
+    SharedDetector(
+        API_KEY,
+        r"\b[A-Za-z0-9/+]{40}\b",
+        (),
+        (("aws_secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY here", "wJalrXUtnFEMI"),),
+        ("pseudonym v1:" + "ab" * 32 + " stays",),
+        _mixed_secret,
+    ),
+    SharedDetector(
+        CLOUD_ACCOUNT,
+        r"\barn:aws[a-z-]*:(?:iam|sts)::[0-9]{12}:[A-Za-z-]+/[^\s\"'<>,;]+",
+        ("arn:",),
+        (
+            ("denied for arn:aws:iam::123456789012:user/alice.kim today", "alice.kim"),
+            ("as arn:aws:sts::123456789012:assumed-role/dev/bob", "bob"),
+        ),
+        ("arn is a word",),
+    ),
+    SharedDetector(
+        NATIONAL_ID,
+        r"\b[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])-?[1-8][0-9]{6}\b",
+        (),
+        (("주민번호 900101-1234567 입니다", "1234567"), ("rrn 8505152345678", "8505152345678")),
+        ("order 2025-0111-100000 stays",),
+    ),
+    SharedDetector(
+        PHONE,
+        r"(?:\+82[ -]?0?|\b0)(?:1[016789]|2|[3-6][1-5])[ -]?[0-9]{3,4}[ -]?[0-9]{4}\b",
+        ("0", "+82"),
+        (
+            ("전화 010-1234-5678 로", "1234-5678"),
+            ("call +82 10 9876 5432 now", "9876 5432"),
+            ("office 02-345-6789", "345-6789"),
+        ),
+        ("build 20251231 and port 8080 stay",),
+    ),
+    SharedDetector(
+        PATH,
+        r"(?:/|\\)(?:home|Users|root)[/\\][^\s\"'<>|:*?]+",
+        ("home", "users", "root"),
+        (
+            ("ENOENT_/home/alice/app.py: no such file", "alice"),
+            ("err:/Users/bob/x", "bob"),
+            ("model-4/home/carol/models/x.gguf", "carol"),
+        ),
+        ("the home page and Users guide stay",),
+    ),
+    SharedDetector(
+        PATH,
+        r"(?i:%2F(?:home|Users|root)%2F[A-Za-z0-9._~%-]+)",
+        ("%2f",),
+        (("open%2Fhome%2Falice%2Fapp.py", "alice"),),
+        ("100%2F3 is a ratio",),
+    ),
+    SharedDetector(
+        EMAIL,
+        r"[A-Za-z0-9._+-]{1,64}(?:%40|\x{FF20})[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,7}\.[A-Za-z]{2,63}",
+        ("%40", "\uff20"),
+        (("to=alice.kim%40example.com&x=1", "alice.kim"), ("bob\uff20example.org", "bob")),
+        ("50%40 off",),
+    ),
+    SharedDetector(
+        API_KEY,
+        r"(?i:\b(?:pass(?:word|wd|phrase)?|pwd)[\"']?\s*[=:]\s*[\"']?[^\"'\n\r,;&}<>]*[^\s\"',;&}<>])",
+        ("pass", "pwd"),
+        (("password: correct horse battery staple", "battery staple"),),
+        ("password reset requested",),
+    ),
+)
+"""Detectors whose Python and RE2 (Collector) forms are one definition."""
+
+
+def _python_pattern(detector: SharedDetector) -> re.Pattern[str]:
+    # RE2 spells a code point \x{FF20}; Python's re spells it \uFF20.
+    return re.compile(re.sub(r"\\x\{([0-9A-Fa-f]{4})\}", r"\\u\1", detector.pattern), re.ASCII)
+
+
+_EARLY: Final = tuple((d, _python_pattern(d)) for d in SHARED_DETECTORS if d.kind != PATH)
+"""Run before the other detectors (most specific first)."""
+_LATE: Final = tuple((d, _python_pattern(d)) for d in SHARED_DETECTORS if d.kind == PATH)
+"""Path detectors run after the general path detector, which takes whole paths."""
+_PLACEHOLDER_RE = re.compile(r"<redacted:[a-z_]+>")
+
+
+def _redact_shared_early(text: str, found: Finding) -> str:
+    return _redact_shared(_EARLY, text, found)
+
+
+def _redact_shared_late(text: str, found: Finding) -> str:
+    return _redact_shared(_LATE, text, found)
+
+
+def _redact_shared(
+    detectors: tuple[tuple[SharedDetector, re.Pattern[str]], ...], text: str, found: Finding
+) -> str:
+    lowered = text.lower()
+    for detector, pattern in detectors:
+        if detector.guards and not any(g in lowered for g in detector.guards):
+            continue
+
+        def replace(match: re.Match[str], detector: SharedDetector = detector) -> str:
+            value = match.group(0)
+            if _PLACEHOLDER_RE.search(value) or (
+                detector.narrow is not None and not detector.narrow(value)
+            ):
+                return value
+            found.append(detector.kind)
+            return placeholder(detector.kind)
+
+        text = pattern.sub(replace, text)
+    return text
+
+
 _DETECTORS: Final[tuple[Callable[[str, Finding], str], ...]] = (
     _redact_pem,
+    _redact_shared_early,
     _redact_url_credentials,
     _redact_bearer,
     _redact_api_keys,
     _redact_email,
     _redact_paths,
+    _redact_shared_late,
     _redact_ipv6,
     _redact_ipv4,
     _redact_cards,
@@ -335,6 +538,33 @@ def redact_text(text: str) -> tuple[str, list[str]]:
     found: Finding = []
     if len(text) < 3:  # nothing this short can hold any of the kinds (`::1` is 3)
         return text, found
+    # The text as sent first (its own forms of paths and addresses), then a normalised
+    # copy of what is left, for what only the copy shows (zero-width or full-width
+    # characters inside an address, percent-encoding).
+    redacted, found = _redact(text)
+    normalised = normalise(redacted)
+    if normalised != redacted:
+        again, more = _redact(normalised)
+        if more:
+            return again, found + more
+    return redacted, found
+
+
+_PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def normalise(text: str) -> str:
+    """The copy detectors also look at: NFKC, without Unicode format characters
+    (zero-width spaces and joiners, bidi marks), percent-decoded."""
+    if text.isascii():
+        return unquote(text) if _PERCENT_RE.search(text) else text
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return unquote(text) if _PERCENT_RE.search(text) else text
+
+
+def _redact(text: str) -> tuple[str, list[str]]:
+    found: Finding = []
     for detector in _DETECTORS[:-1]:
         text = detector(text, found)
     if _DIGIT_RUN_RE.search(text):

@@ -34,8 +34,19 @@ DUPLICATE: Final = "duplicate"
 """A second client property mapping to an attribute that is already set."""
 SERVER_SET: Final = "server_set"
 """A client property naming an attribute only the server sets (ids, geo, feature)."""
+NOT_COLLECTED: Final = "not_collected"
+"""A client property the registry declares as deliberately not collected for the event."""
+COUNTED_ELSEWHERE: Final = "counted_elsewhere"
+"""Tokens/cost of a turn whose task reports them in task.tokens (counted once there)."""
+SHAPE: Final = "shape"
+"""A public string whose value does not match the registry's shape for the key, or in
+which free-text redaction still finds something (a metric label becomes ``other``)."""
+CONTROL: Final = "control"
+"""A value holding NUL or another C0 control character."""
 REASONS: Final[tuple[str, ...]] = (
     UNKNOWN,
+    SHAPE,
+    CONTROL,
     FORBIDDEN,
     NOT_METRIC,
     TYPE,
@@ -47,6 +58,8 @@ REASONS: Final[tuple[str, ...]] = (
     NOT_IN_EVENT,
     DUPLICATE,
     SERVER_SET,
+    NOT_COLLECTED,
+    COUNTED_ELSEWHERE,
 )
 
 _MAX_REPORTED_KEY = 64

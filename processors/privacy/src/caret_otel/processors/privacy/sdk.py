@@ -65,13 +65,15 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, Status
+from opentelemetry.trace import Link, SpanContext, Status, TraceState
 from opentelemetry.util.types import AnyValue, Attributes
 
 from caret_otel.core.errors import CaretOtelError
+from caret_otel.processors.privacy import report as reasons
 from caret_otel.processors.privacy.consent import USER_ATTRIBUTES, ConsentStore, opted_out_user
 from caret_otel.processors.privacy.engine import PrivacyEngine
-from caret_otel.processors.privacy.report import ScrubReport
+from caret_otel.processors.privacy.otlp import clean_schema_url, clean_scope_version
+from caret_otel.processors.privacy.report import ScrubReport, reportable_key
 from caret_otel.semconv.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,10 @@ class _ScrubCache:
         if cached is None or cached[0] is not resource:
             attributes = resource.attributes
             users = {k: attributes[k] for k in USER_ATTRIBUTES if k in attributes} or _NO_USERS
-            scrubbed = Resource(self._scrub_mapping(attributes, report), resource.schema_url)
+            scrubbed = Resource(
+                self._scrub_mapping(attributes, report),
+                clean_schema_url(resource.schema_url or "", report),
+            )
             cached = (resource, scrubbed, users)
             if len(self._resources) >= _CACHE_SIZE:
                 self._resources.clear()
@@ -207,8 +212,8 @@ class _ScrubCache:
         if cached is None or cached[0] is not scope:
             scrubbed = InstrumentationScope(
                 self._engine.scrub_name(scope.name, report),
-                scope.version,
-                scope.schema_url,
+                clean_scope_version(scope.version or "", self._engine, report) or None,
+                clean_schema_url(scope.schema_url or "", report) or None,
                 self._scrub_mapping(scope.attributes, report) or None,
             )
             cached = (scope, scrubbed)
@@ -224,6 +229,15 @@ class _ScrubCache:
 
 
 # --- traces ---------------------------------------------------------------------------------
+
+
+def _without_trace_state(context: SpanContext) -> SpanContext:
+    """W3C trace state is vendor free text: it never leaves (OTLP ``trace_state``)."""
+    if not context.trace_state:
+        return context
+    return SpanContext(
+        context.trace_id, context.span_id, context.is_remote, context.trace_flags, TraceState()
+    )
 
 
 class PrivacySpanExporter(SpanExporter):
@@ -300,7 +314,10 @@ class PrivacySpanExporter(SpanExporter):
                 for i, event in enumerate(span_events)
             ]
             links = [
-                Link(link.context, _otel(engine.scrub_attributes(link_attributes[i], report)))
+                Link(
+                    _without_trace_state(link.context),
+                    _otel(engine.scrub_attributes(link_attributes[i], report)),
+                )
                 for i, link in enumerate(span_links)
             ]
         elif opted_out_user(engine, consent, attributes, resource_users):
@@ -314,10 +331,13 @@ class PrivacySpanExporter(SpanExporter):
         name = engine.scrub_name(span.name, report)
         scrubbed: Any = engine.scrub_attributes(attributes, report)
         scope = self._cache.scope(span.instrumentation_scope, report)
+        context = span.context
+        if context is not None and context.trace_state:
+            context = _without_trace_state(context)
         if _POSITIONAL_SPAN:  # a third cheaper than by keyword (see _POSITIONAL_SPAN)
             return ReadableSpan(
                 name,
-                span.context,
+                context,
                 span.parent,
                 resource,
                 scrubbed,
@@ -332,7 +352,7 @@ class PrivacySpanExporter(SpanExporter):
             )
         return ReadableSpan(
             name=name,
-            context=span.context,
+            context=context,
             parent=span.parent,
             resource=resource,
             attributes=scrubbed,
@@ -634,6 +654,10 @@ class PrivacyMetricExporter(MetricExporter):
         engine = self._engine
         metrics = []
         for metric in scope_metrics.metrics:
+            spec = engine.policy.metrics.get(metric.name)
+            if spec is None:  # only registry metrics leave
+                report.drop(reportable_key("metric:" + metric.name), reasons.UNKNOWN)
+                continue
             data = metric.data
             points = [
                 dataclasses.replace(
@@ -648,12 +672,8 @@ class PrivacyMetricExporter(MetricExporter):
             metrics.append(
                 dataclasses.replace(
                     metric,
-                    name=engine.scrub_name(metric.name, report),
-                    description=(
-                        engine.scrub_text(metric.description, report, key="metric.description")
-                        if metric.description
-                        else metric.description
-                    ),
+                    unit=str(spec.get("unit", "")),
+                    description=str(spec.get("description", "")),
                     data=dataclasses.replace(data, data_points=points),
                 )
             )

@@ -15,21 +15,22 @@ from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from caret_otel.core.version import __version__
-from caret_otel.otlp import body
 from caret_otel.receivers.gateway import (
     consent_route,
     deletion,
     events_route,
+    experiments_route,
     otlp_ingest,
     readiness,
 )
 from caret_otel.receivers.gateway import openapi_models as docs
 from caret_otel.receivers.gateway import openapi_spec as spec
 from caret_otel.receivers.gateway.errors import JSON_MEDIA_TYPE, RequestError, error_response
-from caret_otel.receivers.gateway.middleware import RequestGuard
+from caret_otel.receivers.gateway.middleware import RequestGuard, body_reader
 from caret_otel.receivers.gateway.runtime import Gateway
 from caret_otel.receivers.gateway.self_metrics import PROMETHEUS_CONTENT_TYPE
 from caret_otel.semconv.policy import load_schema
@@ -63,8 +64,10 @@ def create_app(gateway: Gateway) -> FastAPI:
     )
     limits = gateway.config.limits
     known = frozenset(
-        {events_route.EVENTS_PATH, consent_route.CONSENT_PATH, SCHEMA_PATH, "/openapi.json",
-         "/docs", *otlp_ingest.PATHS.values(), *PROBE_PATHS}
+        {events_route.EVENTS_PATH, consent_route.CONSENT_PATH, consent_route.LOOKUP_PATH,
+         deletion.DELETIONS_PATH, SCHEMA_PATH, experiments_route.EXPERIMENTS_PATH,
+         "/openapi.json", "/docs",
+         *otlp_ingest.PATHS.values(), *PROBE_PATHS}
     )  # fmt: skip
     app.add_middleware(
         RequestGuard,
@@ -78,23 +81,54 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def request_error(_: Request, exc: RequestError) -> Response:
         return error_response(exc)
 
-    async def read(request: Request) -> bytes:
-        return await body.read_body(
-            request.stream(),
-            content_length=request.headers.get("content-length"),
-            content_encoding=request.headers.get("content-encoding"),
-            max_body_bytes=limits.max_body_bytes,
-            max_decompressed_bytes=limits.max_decompressed_bytes,
-        )
+    # No silent redirect of `/telemetry/events/` and no framework-shaped 404/405: every
+    # answer has the one JSON error shape, naming what to do instead.
+    app.router.redirect_slashes = False
 
-    record_consent = consent_route.consent_writer(gateway)
-    events_route.add_route(app, gateway, read, record_consent)
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(_routing_error(request, exc, known))
+
+    read = body_reader(limits, gateway.metrics)
+    consent_writers = consent_route.consent_writers(gateway)
+    events_route.add_route(app, gateway, read, consent_writers)
     otlp_ingest.add_routes(app, gateway, read)
-    consent_route.add_route(app, gateway, read, record_consent)
-    deletion.add_route(app, gateway, USERS_PATH)
+    consent_route.add_route(app, gateway, read, consent_writers)
+    deletion.add_route(app, gateway, read, USERS_PATH)
+    experiments_route.add_route(app, gateway)
     _add_schema_and_probes(app, gateway)
     spec.install(app)
     return app
+
+
+def _routing_error(
+    request: Request, exc: StarletteHTTPException, known: frozenset[str]
+) -> RequestError:
+    path = request.url.path
+    status = exc.status_code
+    if status == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return RequestError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not accepted on this path"
+            + (f"; use {allow}" if allow else "")
+            + "; see /openapi.json",
+            field="method",
+            headers={"Allow": allow} if allow else None,
+        )
+    if status == 404:
+        trimmed = path.rstrip("/")
+        hint = (
+            f"; without the trailing '/': {trimmed}"
+            if trimmed != path and (trimmed in known or trimmed.startswith(_USERS_PREFIX))
+            else "; the paths are listed in /openapi.json"
+        )
+        return RequestError(404, "not_found", f"no such path{hint}", field="path")
+    return RequestError(status, "http_error", f"the request was refused ({status})")
+
+
+_USERS_PREFIX = USERS_PATH.split("{", 1)[0]
 
 
 def _add_schema_and_probes(app: FastAPI, gateway: Gateway) -> None:

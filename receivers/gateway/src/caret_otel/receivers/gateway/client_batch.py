@@ -17,10 +17,13 @@ from typing import Any
 
 from caret_otel.core.errors import InputError
 from caret_otel.otlp.body import parse_json
+from caret_otel.processors.privacy.redaction import CONTROL_RE
+from caret_otel.processors.privacy.report import reportable_key
 from caret_otel.receivers.gateway.errors import RequestError
 
 # Fields of the client event envelope (telemetry-plan §2.1).
 PROPERTIES = "properties"
+CLIENT_INFO = "client_info"
 EVENTS = "events"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_INT64 = (1 << 63) - 1
@@ -31,6 +34,7 @@ TOO_MANY_PROPERTIES = "too_many_properties"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 TIMESTAMP_TOO_OLD = "timestamp_too_old"
 BAD_NUMBER = "bad_number"
+CONTROL_CHARACTER = "control_character"
 
 
 class EventRejection(InputError):
@@ -92,7 +96,45 @@ def check_limits(raw: object, max_properties: int) -> Mapping[str, Any]:
             f"{len(properties)} properties; at most {max_properties} are accepted",
             TOO_MANY_PROPERTIES,
         )
+    client_info = raw.get(CLIENT_INFO)  # counted before anything is converted
+    if isinstance(client_info, dict) and len(client_info) > max_properties:
+        raise EventRejection(
+            CLIENT_INFO,
+            f"{len(client_info)} client_info keys; at most {max_properties} are accepted",
+            TOO_MANY_PROPERTIES,
+        )
+    field = control_character_field(raw, "")
+    if field is not None:
+        # PostgreSQL refuses NUL: accepting it would lose the event later, silently.
+        raise EventRejection(field, "holds NUL or another control character", CONTROL_CHARACTER)
     return raw
+
+
+def control_character_field(value: object, path: str, depth: int = 0) -> str | None:
+    """The dotted path of the first key or string holding a C0 control character
+    (tab, newline and carriage return allowed), or None."""
+    if isinstance(value, str):
+        return (path or "event") if CONTROL_RE.search(value) else None
+    if depth > _MAX_SCAN_DEPTH:
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            shown = reportable_key(str(key))  # a client's key, cut and redacted
+            here = f"{path}.{shown}" if path else shown
+            if CONTROL_RE.search(str(key)):
+                return path or "event"  # the key itself is not echoed
+            found = control_character_field(item, here, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = control_character_field(item, f"{path}[{index}]", depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+_MAX_SCAN_DEPTH = 16
 
 
 def unix_nanos(moment: datetime) -> int:

@@ -27,7 +27,7 @@ from caret_otel.processors.privacy.client_events import (
     ClientEventScrubber,
     ScrubbedClientEvent,
 )
-from caret_otel.processors.privacy.report import ScrubReport
+from caret_otel.processors.privacy.report import COUNTED_ELSEWHERE, ScrubReport
 from caret_otel.receivers.gateway import client_batch
 from caret_otel.receivers.gateway.client_batch import EventRejection
 from caret_otel.receivers.gateway.client_metrics import (
@@ -41,12 +41,25 @@ from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
 
 CLIENT_SERVICE_NAME = "caret-client"
+METRICS_ONLY = "metrics"
+"""Registry handling of events that only feed metrics (no log record)."""
 SCOPE_NAME = "caret_otel.receivers.gateway"
 
 # Envelope fields whose problems get their own rejection code (a bounded label set).
 _CODED_FIELDS = frozenset(
     {"event", "event_type", "user_id_hash", "session_id", "timestamp", "properties", "client_info"}
 )
+
+# Usage of an assistant turn: counted on the turn unless its task reports task.tokens.
+_TURN_USAGE = (
+    attrs.GEN_AI_USAGE_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
+    attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    attrs.CARET_API_COST,
+)
+_MAX_TOKEN_TASKS = 65_536
+_MAX_SESSIONS = 65_536
 
 ConsentWriter = Callable[[str, bool], Awaitable[None]]
 """Records a consent change for a raw user id hash (awaited: it may hit the database)."""
@@ -110,6 +123,14 @@ class ClientEventIngestor:
             {attrs.SERVICE_NAME: CLIENT_SERVICE_NAME, attrs.SERVICE_NAMESPACE: SERVICE_NAMESPACE}
         )
         self._scope = protowire.instrumentation_scope(SCOPE_NAME, __version__)
+        # Tasks (pseudonyms) that reported task.tokens: their turns' usage is not counted
+        # again (Cline 2026 sends both; Caret 0.4.x only the turn). A bounded LRU.
+        self._token_tasks: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # First user pseudonym seen per session: the real client's distinct id is the
+        # machine id until login, then the account id, in the same session. An event
+        # whose pseudonym differs from its session's first one carries that first one as
+        # caret.device.id, and the exporter records the link (one person counted once).
+        self._session_users: dict[str, str] = {}
 
     async def ingest(
         self, raw_events: Sequence[object], country: str | None, record_consent: ConsentWriter
@@ -145,14 +166,30 @@ class ClientEventIngestor:
         self, event: ScrubbedClientEvent, time_ns: int, now_ns: int, result: IngestResult
     ) -> None:
         attributes: dict[str, AttributeValue] = event.attributes  # type: ignore[assignment]
-        name = event.spec.name
-        result.logs.append(
-            protowire.log_record(
-                time_ns, now_ns, self._event_names[name], self._log_fields.encode(attributes)
+        spec = event.spec
+        name = spec.name
+        session = attributes.get(attrs.SESSION_ID)
+        if isinstance(session, str):
+            first = self._session_users.get(session)
+            user = attributes.get(attrs.ENDUSER_PSEUDO_ID)
+            if first is None and isinstance(user, str):
+                self._session_users[session] = user
+                if len(self._session_users) > _MAX_SESSIONS:
+                    del self._session_users[next(iter(self._session_users))]
+            elif first != user and attrs.CARET_DEVICE_ID not in attributes:
+                attributes[attrs.CARET_DEVICE_ID] = first  # type: ignore[assignment]
+        if spec is events.CARET_TASK_TOKENS or spec is events.CARET_TASK_CONVERSATION_TURN:
+            self._count_tokens_once(spec, attributes, result.report)
+        if spec.handling != METRICS_ONLY:
+            result.logs.append(
+                protowire.log_record(
+                    time_ns, now_ns, self._event_names[name], self._log_fields.encode(attributes)
+                )
             )
-        )
-        if event.spec is events.CARET_TASK_CREATED:
+        if spec is events.CARET_TASK_CREATED:
             self._tasks.created(time_ns, attributes)
+        elif spec is events.CARET_TASK_RESTARTED:
+            self._tasks.restarted(time_ns, attributes)
         elif event.spec is events.CARET_TASK_COMPLETED:
             span = self._tasks.completed(time_ns, attributes)
             if span is not None:
@@ -160,6 +197,26 @@ class ClientEventIngestor:
         self._metrics.observe(result.measurements, name, attributes)
         result.accepted += 1
         result.accepted_by_event[name] += 1
+
+    def _count_tokens_once(
+        self, spec: events.EventSpec, attributes: dict[str, AttributeValue], report: ScrubReport
+    ) -> None:
+        """One rule for both client shapes: task.tokens always counts and marks its task;
+        a turn's usage counts unless its task is marked (then it is dropped, counted as
+        ``counted_elsewhere``)."""
+        task = attributes.get(attrs.CARET_TASK_ID)
+        if not isinstance(task, str):
+            return
+        tasks = self._token_tasks
+        if spec is events.CARET_TASK_TOKENS:
+            tasks[task] = None
+            tasks.move_to_end(task)
+            if len(tasks) > _MAX_TOKEN_TASKS:
+                tasks.popitem(last=False)
+        elif task in tasks:
+            for key in _TURN_USAGE:
+                if attributes.pop(key, None) is not None:
+                    report.drop(key, COUNTED_ELSEWHERE)
 
     def logs_request(self, result: IngestResult) -> bytes:
         return protowire.export_request(self._resource, self._scope, result.logs)

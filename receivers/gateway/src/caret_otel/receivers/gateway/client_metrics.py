@@ -44,7 +44,7 @@ from caret_otel.receivers.gateway.config import OtlpTarget
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events, metrics
 from caret_otel.semconv.metrics import MetricSpec
-from caret_otel.semconv.policy import Policy
+from caret_otel.semconv.policy import OTHER_VALUE, Policy
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,23 @@ def _consent(enabled: bool) -> Observer:
 
 
 _FEATURE_USE = _count(metrics.CARET_FEATURE_USES)
+_COST = _sum_of(metrics.CARET_API_COST, attrs.CARET_API_COST)
+_API_ERROR = _count(metrics.CARET_API_ERRORS)
+MCP_STARTED = "started"
+
+
+def _mcp_use(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+    """An MCP call arrives as `started` then `success`/`error`: one use, not two."""
+    if a.get(attrs.CARET_TOOL_STATUS) != MCP_STARTED:
+        _FEATURE_USE(m, b, a)
+
+
+def _provider_error(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+    """extension.error / extension.message count as provider errors when they name an
+    HTTP status or a provider (Caret 0.4.x reports every first-chunk provider error so)."""
+    if attrs.HTTP_RESPONSE_STATUS_CODE in a or attrs.GEN_AI_PROVIDER_NAME in a:
+        _API_ERROR(m, b, a)
+
 
 EVENT_METRICS: dict[str, tuple[Observer, ...]] = {
     events.CARET_TASK_CREATED.name: (_count(metrics.CARET_TASK_STARTS),),
@@ -167,16 +184,18 @@ EVENT_METRICS: dict[str, tuple[Observer, ...]] = {
         _count(metrics.CARET_TASK_COMPLETIONS),
         _sample_of(metrics.CARET_TASK_DURATION, attrs.CARET_TASK_DURATION),
     ),
-    events.CARET_TASK_CONVERSATION_TURN.name: (_count(metrics.CARET_TASK_TURNS),),
+    events.CARET_TASK_CONVERSATION_TURN.name: (_count(metrics.CARET_TASK_TURNS), _tokens, _COST),
     events.CARET_TASK_TOKENS.name: (
         _tokens,
         _sum_of(metrics.CARET_CREDITS_CONSUMED, attrs.CARET_CREDITS_AMOUNT),
+        _COST,
     ),
-    events.CARET_TASK_PROVIDER_API_ERROR.name: (_count(metrics.CARET_API_ERRORS),),
+    events.CARET_TASK_PROVIDER_API_ERROR.name: (_API_ERROR,),
+    events.CARET_EXTENSION_ERROR.name: (_provider_error,),
     events.CARET_TASK_BROWSER_TOOL_START.name: (_FEATURE_USE,),
     events.CARET_TASK_BROWSER_TOOL_END.name: (_FEATURE_USE,),
     events.CARET_TASK_FOCUS_CHAIN.name: (_FEATURE_USE,),
-    events.CARET_TASK_MCP_TOOL_CALLED.name: (_FEATURE_USE,),
+    events.CARET_TASK_MCP_TOOL_CALLED.name: (_mcp_use,),
     events.CARET_TASK_TOOL_USED.name: (_FEATURE_USE,),
     events.CARET_UI_MODEL_SELECTED.name: (_count(metrics.CARET_MODEL_SELECTIONS),),
     events.CARET_CREDITS_CONSUMED.name: (
@@ -196,6 +215,15 @@ EVENT_METRICS: dict[str, tuple[Observer, ...]] = {
     events.CARET_USER_SIGNED_UP.name: (_count(metrics.CARET_SIGNUPS),),
 }
 """OTel event name -> what its events add to which metrics."""
+# Every other event of a feature (checkpoint, mode, terminal, mention, ...) is a use.
+EVENT_METRICS.update(
+    (spec.name, (_FEATURE_USE,))
+    for spec in events.ALL
+    if spec.feature is not None and spec.name not in EVENT_METRICS
+)
+# Events that feed no metric (kept as events only) are listed too, with no observer.
+for _spec in events.ALL:
+    EVENT_METRICS.setdefault(_spec.name, ())
 
 # Metrics fed by client events (instruments are created for these only).
 CLIENT_METRICS: tuple[MetricSpec, ...] = (
@@ -204,7 +232,7 @@ CLIENT_METRICS: tuple[MetricSpec, ...] = (
     metrics.CARET_CREDITS_CONSUMED, metrics.CARET_CREDITS_PURCHASED, metrics.CARET_API_ERRORS,
     metrics.CARET_FEATURE_USES, metrics.CARET_MODEL_SELECTIONS, metrics.CARET_PLAN_CHANGES,
     metrics.CARET_SESSION_ACTIVE, metrics.CARET_SESSION_DURATION, metrics.CARET_CONSENT_CHANGES,
-    metrics.CARET_SIGNUPS,
+    metrics.CARET_SIGNUPS, metrics.CARET_API_COST,
 )  # fmt: skip
 
 
@@ -260,9 +288,14 @@ def meter_provider(
 
 
 MAX_SERIES_PER_METRIC = 2000
-"""Label sets kept per counter (the SDK's default cardinality limit); further label sets
-are folded into the unlabelled series, so a flood of made-up model names cannot grow
-memory without bound."""
+"""Label sets kept per metric (the SDK's default cardinality limit); further label sets
+are folded into one series whose every label is ``other`` (counted in
+``ClientMetrics.folded``), so a flood of made-up model names can grow neither memory
+nor Prometheus."""
+
+
+def _folded(labels: Labels) -> Labels:
+    return tuple((key, OTHER_VALUE) for key, _ in labels)
 
 
 class ClientMetrics:
@@ -280,6 +313,9 @@ class ClientMetrics:
         self._totals: dict[str, dict[Labels, float]] = {}
         self._histograms: dict[str, Histogram] = {}
         self._overflow_logged: set[str] = set()
+        self._histogram_series: dict[str, set[Labels]] = {}
+        self.folded: dict[str, int] = {}
+        """Measurements folded into the ``other`` series, per metric."""
         for spec in CLIENT_METRICS:
             if spec.instrument == "histogram":
                 self._histograms[spec.name] = meter.create_histogram(
@@ -328,19 +364,29 @@ class ClientMetrics:
                 series = self._totals[name]
                 if labels not in series and len(series) >= MAX_SERIES_PER_METRIC:
                     self._overflowed(name)
-                    labels = ()
+                    labels = _folded(labels)
                 series[labels] = series.get(labels, 0) + amount
+            samples = []
+            for name, labels, value in batch.samples:
+                seen = self._histogram_series.setdefault(name, set())
+                if labels not in seen:
+                    if len(seen) >= MAX_SERIES_PER_METRIC:
+                        self._overflowed(name)
+                        labels = _folded(labels)
+                    seen.add(labels)
+                samples.append((name, labels, value))
         label_dicts: dict[Labels, dict[str, AttributeValue]] = {}
-        for name, labels, value in batch.samples:
+        for name, labels, value in samples:
             attributes = label_dicts.get(labels)
             if attributes is None:
                 attributes = label_dicts[labels] = dict(labels)
             self._histograms[name].record(value, attributes)
 
     def _overflowed(self, name: str) -> None:
+        self.folded[name] = self.folded.get(name, 0) + 1
         if name not in self._overflow_logged:
             self._overflow_logged.add(name)
             log.warning(
-                "%s has %d label sets; further ones are counted without labels",
+                "%s has %d label sets; further ones are counted with every label 'other'",
                 name, MAX_SERIES_PER_METRIC,
             )  # fmt: skip

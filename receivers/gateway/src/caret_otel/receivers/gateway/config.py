@@ -16,19 +16,30 @@ from pathlib import Path
 from caret_otel.core.environment_variables import (
     CARET_OTEL_ADMIN_TOKEN,
     CARET_OTEL_ADMIN_TOKEN_FILE,
+    CARET_OTEL_BODY_READ_TIMEOUT_SECONDS,
+    CARET_OTEL_CONSENT_ASSERTION_KEY_FILE,
+    CARET_OTEL_CONSENT_ASSERTION_KEYS,
+    CARET_OTEL_CONSENT_ASSERTION_MAX_AGE_SECONDS,
+    CARET_OTEL_CONSENT_WRITES_PER_SECOND,
     CARET_OTEL_COUNTRY_HEADER,
+    CARET_OTEL_DEV_VOLATILE_CONSENT,
     CARET_OTEL_EXPORT_BATCH_MAX_BYTES,
     CARET_OTEL_EXPORT_GRACE_SECONDS,
     CARET_OTEL_EXPORT_QUEUE_MAX_BYTES,
     CARET_OTEL_INGEST_TOKENS,
     CARET_OTEL_INGEST_TOKENS_FILE,
+    CARET_OTEL_LOKI_TENANT,
+    CARET_OTEL_LOKI_URL,
     CARET_OTEL_MAX_ATTRIBUTES_PER_EVENT,
     CARET_OTEL_MAX_BODY_BYTES,
     CARET_OTEL_MAX_CLOCK_SKEW_SECONDS,
     CARET_OTEL_MAX_DECOMPRESSED_BYTES,
     CARET_OTEL_MAX_EVENTS_PER_REQUEST,
     CARET_OTEL_MAX_INFLIGHT_REQUESTS,
+    CARET_OTEL_MAX_OTLP_FIELDS,
     CARET_OTEL_MAX_VALUE_LENGTH,
+    CARET_OTEL_SERVICE_TOKENS,
+    CARET_OTEL_SERVICE_TOKENS_FILE,
     CARET_OTEL_TASK_CACHE_SIZE,
     DATABASE_URL,
     OTEL_EXPORTER_OTLP_COMPRESSION,
@@ -38,12 +49,20 @@ from caret_otel.core.environment_variables import (
     OTEL_METRIC_EXPORT_INTERVAL,
 )
 from caret_otel.core.errors import ConfigurationError
+from caret_otel.processors.privacy.consent import ConsentAssertionKey, parse_assertion_keys
 from caret_otel.processors.privacy.pseudonyms import KEY_FILE_ENV, KEYS_ENV
 
 INGEST_TOKENS_ENV = CARET_OTEL_INGEST_TOKENS
 INGEST_TOKENS_FILE_ENV = CARET_OTEL_INGEST_TOKENS_FILE
 ADMIN_TOKEN_ENV = CARET_OTEL_ADMIN_TOKEN
 ADMIN_TOKEN_FILE_ENV = CARET_OTEL_ADMIN_TOKEN_FILE
+SERVICE_TOKENS_ENV = CARET_OTEL_SERVICE_TOKENS
+SERVICE_TOKENS_FILE_ENV = CARET_OTEL_SERVICE_TOKENS_FILE
+ASSERTION_KEYS_ENV = CARET_OTEL_CONSENT_ASSERTION_KEYS
+ASSERTION_KEY_FILE_ENV = CARET_OTEL_CONSENT_ASSERTION_KEY_FILE
+VOLATILE_CONSENT_ENV = CARET_OTEL_DEV_VOLATILE_CONSENT
+LOKI_URL_ENV = CARET_OTEL_LOKI_URL
+LOKI_TENANT_ENV = CARET_OTEL_LOKI_TENANT
 DATABASE_URL_ENV = DATABASE_URL
 COUNTRY_HEADER_ENV = CARET_OTEL_COUNTRY_HEADER
 DEFAULT_COUNTRY_HEADER = "CF-IPCountry"
@@ -87,6 +106,14 @@ class IngestLimits:
     """How long the Collector may be unreachable before new data is refused (503)."""
     task_cache_size: int = 100_000
     """``task.created`` events remembered to start ``caret.task`` spans."""
+    body_read_timeout_s: float = 10.0
+    """Deadline for reading a whole request body; a slower (stalled) body -> 408."""
+    max_otlp_fields: int = 200_000
+    """Protobuf fields (or JSON values) of one OTLP request, counted before decoding -> 413."""
+    consent_writes_per_second: float = 50.0
+    """Opt-outs taken from client tokens per second and process (a burst of 5 s); -> 429."""
+    consent_assertion_max_age_s: float = 300.0
+    """How old a signed consent assertion may be (and how long its nonce is remembered)."""
 
 
 # Environment variable -> (IngestLimits field, converter, what it bounds). In ENV_HELP.
@@ -138,6 +165,26 @@ _LIMIT_VARS: dict[str, tuple[str, type, str]] = {
         int,
         "task.created events kept to start task spans",
     ),
+    CARET_OTEL_BODY_READ_TIMEOUT_SECONDS: (
+        "body_read_timeout_s",
+        float,
+        "deadline to read a request body, s (408)",
+    ),
+    CARET_OTEL_MAX_OTLP_FIELDS: (
+        "max_otlp_fields",
+        int,
+        "fields of one OTLP request, counted before decoding (413)",
+    ),
+    CARET_OTEL_CONSENT_WRITES_PER_SECOND: (
+        "consent_writes_per_second",
+        float,
+        "opt-outs from client tokens per second (429)",
+    ),
+    CARET_OTEL_CONSENT_ASSERTION_MAX_AGE_SECONDS: (
+        "consent_assertion_max_age_s",
+        float,
+        "lifetime of a signed consent assertion, s",
+    ),
 }
 
 
@@ -162,6 +209,7 @@ class OtlpTarget:
 @dataclass(frozen=True)
 class GatewayConfig:
     ingest_tokens: tuple[str, ...]
+    """Client tokens (the extension ships them: public): client events and opt-outs."""
     admin_token: str | None
     otlp: OtlpTarget
     database_url: str | None = None
@@ -169,10 +217,21 @@ class GatewayConfig:
     limits: IngestLimits = field(default_factory=IngestLimits)
     metric_export_interval_s: float = DEFAULT_METRIC_EXPORT_INTERVAL_S
     """How often client-derived metrics are pushed (``OTEL_METRIC_EXPORT_INTERVAL``, ms)."""
+    service_tokens: tuple[str, ...] = ()
+    """Tokens of Caret's own services: OTLP ``/v1/*``, their pseudonyms, consent changes."""
+    assertion_keys: tuple[ConsentAssertionKey, ...] = ()
+    """Keys of the account service's consent assertions (none: only service/admin lift)."""
+    volatile_consent: bool = False
+    """Development only: consent may be kept in process memory (lost on restart)."""
+    loki_url: str | None = None
+    """Loki's base URL: deletions also file a Loki delete request."""
+    loki_tenant: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"GatewayConfig(ingest_tokens=<{len(self.ingest_tokens)}>, "
+            f"service_tokens=<{len(self.service_tokens)}>, "
+            f"assertion_keys=<{len(self.assertion_keys)}>, loki_url={self.loki_url!r}, "
             f"admin_token={'<set>' if self.admin_token else None}, otlp={self.otlp!r}, "
             f"database_url={'<set>' if self.database_url else None}, "
             f"country_header={self.country_header!r}, limits={self.limits!r})"
@@ -199,6 +258,19 @@ class GatewayConfig:
                 f"{ADMIN_TOKEN_ENV} must differ from every ingest token "
                 "(a client's token must never be able to delete data)"
             )
+        service = _read_secret_list(env, SERVICE_TOKENS_ENV, SERVICE_TOKENS_FILE_ENV)
+        if set(service) & (set(ingest) | {admin}):
+            raise GatewayConfigError(
+                f"{SERVICE_TOKENS_ENV}: a service token must differ from every ingest token "
+                "and from the admin token (each role has its own tokens)"
+            )
+        assertion_keys = _assertion_keys(env)
+        loki_url = env.get(LOKI_URL_ENV, "").strip() or None
+        if loki_url is not None:
+            _check_url(loki_url, LOKI_URL_ENV)
+        volatile = env.get(VOLATILE_CONSENT_ENV, "").strip()
+        if volatile not in ("", "0", "1"):
+            raise GatewayConfigError(f"{VOLATILE_CONSENT_ENV}: expected 1 or 0")
         country = env.get(COUNTRY_HEADER_ENV, DEFAULT_COUNTRY_HEADER).strip()
         return cls(
             ingest_tokens=ingest,
@@ -210,7 +282,28 @@ class GatewayConfig:
             metric_export_interval_s=_milliseconds(
                 env, METRIC_EXPORT_INTERVAL_ENV, DEFAULT_METRIC_EXPORT_INTERVAL_S
             ),
+            service_tokens=service,
+            assertion_keys=assertion_keys,
+            volatile_consent=volatile == "1",
+            loki_url=loki_url,
+            loki_tenant=env.get(LOKI_TENANT_ENV, "").strip() or None,
         )
+
+
+def _assertion_keys(env: Mapping[str, str]) -> tuple[ConsentAssertionKey, ...]:
+    """Consent assertion keys from ``ASSERTION_KEYS_ENV`` or the file it names."""
+    if env.get(ASSERTION_KEYS_ENV):
+        return parse_assertion_keys(env[ASSERTION_KEYS_ENV], source=ASSERTION_KEYS_ENV)
+    if env.get(ASSERTION_KEY_FILE_ENV):
+        path = Path(env[ASSERTION_KEY_FILE_ENV])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise GatewayConfigError(
+                f"{ASSERTION_KEY_FILE_ENV}={path}: cannot read ({exc.strerror})"
+            ) from None
+        return parse_assertion_keys(text, source=str(path))
+    return ()
 
 
 def _read_secret_list(env: Mapping[str, str], var: str, file_var: str) -> tuple[str, ...]:
@@ -323,14 +416,30 @@ def otlp_target_from_env(env: Mapping[str, str]) -> OtlpTarget:
 ENV_HELP: tuple[tuple[str, str], ...] = (
     (
         INGEST_TOKENS_ENV,
-        "comma-separated bearer tokens accepted on ingestion routes (required, >= 16 chars each)",
+        "client tokens (public: the extension ships them): client events, opt-outs (required)",
     ),
     (INGEST_TOKENS_FILE_ENV, "or: a file with one ingest token per line"),
     (
         ADMIN_TOKEN_ENV,
-        "bearer token for DELETE /telemetry/users/{id} (unset: deletion answers 403)",
+        "admin bearer token: POST /telemetry/deletions, consent lookups (unset: those answer 403)",
     ),
     (ADMIN_TOKEN_FILE_ENV, "or: a file holding the admin token"),
+    (
+        SERVICE_TOKENS_ENV,
+        "comma-separated tokens of Caret's services: OTLP /v1/*, consent changes (>= 16 chars)",
+    ),
+    (SERVICE_TOKENS_FILE_ENV, "or: a file with one service token per line"),
+    (
+        ASSERTION_KEYS_ENV,
+        "'id:base64key,...' keys of the account service's signed consent assertions",
+    ),
+    (ASSERTION_KEY_FILE_ENV, "or: a file with one 'id:base64key' per line"),
+    (
+        VOLATILE_CONSENT_ENV,
+        "1: without DATABASE_URL keep consent in memory (development only; else consent 503)",
+    ),
+    (LOKI_URL_ENV, "Loki base URL: deletions also file /loki/api/v1/delete [default: none]"),
+    (LOKI_TENANT_ENV, "X-Scope-OrgID sent with the Loki delete request [default: none]"),
     (KEYS_ENV, "pseudonym keys 'id:base64key,...' (required; make one: caret-otel privacy keygen)"),
     (KEY_FILE_ENV, "or: a file with one 'id:base64key' per line"),
     (OTLP_ENDPOINT_ENV, f"the Collector's OTLP/HTTP base URL [default {DEFAULT_OTLP_ENDPOINT}]"),
@@ -344,7 +453,7 @@ ENV_HELP: tuple[tuple[str, str], ...] = (
     (METRIC_EXPORT_INTERVAL_ENV, "client-derived metrics push interval, ms [default 15000]"),
     (
         DATABASE_URL_ENV,
-        "PostgreSQL for the consent store and deletions (unset: in-memory consent, DELETE answers 503)",
+        "PostgreSQL for the consent store and deletions (unset: consent writes and deletions 503)",
     ),
     (
         COUNTRY_HEADER_ENV,

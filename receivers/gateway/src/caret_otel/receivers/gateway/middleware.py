@@ -1,4 +1,5 @@
-"""ASGI middleware: the in-flight request limit (429) and per-route request metrics.
+"""ASGI middleware: the in-flight request limit (429) and per-route request metrics; the
+body reader with its deadline (408) and quiet client disconnects.
 
 Written as plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which costs a
 task and a stream copy per request. The in-flight limit bounds memory: at most
@@ -8,11 +9,17 @@ bypass it, so an overloaded gateway can still say so.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from caret_otel.otlp import body
+from caret_otel.receivers.gateway.config import IngestLimits
 from caret_otel.receivers.gateway.errors import RequestError, error_response
 from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
 
@@ -76,3 +83,52 @@ def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+BodyReader = Callable[[Request], Awaitable[bytes]]
+CLIENT_CLOSED_STATUS = 499
+"""Status recorded (never sent: nobody listens) for a request whose client went away."""
+
+
+def body_reader(limits: IngestLimits, metrics: GatewayMetrics) -> BodyReader:
+    """Reads a request body within the size limits and within ``body_read_timeout_s``.
+
+    A body that does not arrive in time is answered 408 (its in-flight slot is freed);
+    a client that disconnects mid-body is counted (``client_disconnects``) and its
+    request ends without a traceback.
+    """
+    deadline = limits.body_read_timeout_s
+
+    async def read(request: Request) -> bytes:
+        route = _route_template(request.scope)
+        coding = body.content_coding(request.headers.get("content-encoding"))
+        body.check_declared_length(request.headers.get("content-length"), limits.max_body_bytes)
+        try:
+            async with asyncio.timeout(deadline):
+                raw = await body.read_limited(request.stream(), limits.max_body_bytes)
+        except TimeoutError:
+            metrics.body_timeouts.labels(route).inc()
+            raise RequestError(
+                408,
+                "body_timeout",
+                f"the request body did not arrive within {deadline:g} s",
+                field="body",
+                headers={"Connection": "close"},
+            ) from None
+        except ClientDisconnect:
+            metrics.client_disconnects.labels(route).inc()
+            raise RequestError(
+                CLIENT_CLOSED_STATUS,
+                "client_disconnected",
+                "the client closed the connection before sending the whole body",
+                field="body",
+            ) from None
+        if coding == body.IDENTITY:
+            return raw
+        # Inflating (up to max_decompressed_bytes) takes milliseconds: off the event loop
+        # (zlib and zstd let other threads run meanwhile).
+        return await run_in_threadpool(
+            body.inflate, raw, coding, max_bytes=limits.max_decompressed_bytes
+        )
+
+    return read

@@ -88,9 +88,36 @@ class ErrorBody(BaseModel):
     field: str | None = Field(default=None, description="The offending field or header.")
 
 
+class ConsentAssertion(BaseModel):
+    """Signed by Caret's account service: HMAC-SHA256 over
+    ``caret-consent-v1\n<user_id_hash>\n<true|false>\n<issued_at>\n<nonce>``."""
+
+    key_id: str = Field(description="Id of the account service's key.")
+    issued_at: int = Field(description="Unix seconds; valid for a few minutes.")
+    nonce: str = Field(description="16-128 URL-safe characters; accepted once.")
+    signature: str = Field(description="Hex HMAC-SHA256 of the signed message.")
+
+
 class ConsentUpdate(BaseModel):
     user_id_hash: str = Field(min_length=1, max_length=512)
     telemetry_enabled: bool
+    assertion: ConsentAssertion | None = Field(
+        default=None,
+        description="Required to lift an opt-out (telemetry_enabled=true) with a client token.",
+    )
+
+
+class ConsentLookup(BaseModel):
+    user_id_hash: str = Field(min_length=1, max_length=512)
+
+
+class ConsentState(BaseModel):
+    telemetry_enabled: bool
+    durable: bool = Field(description="False only in development (consent kept in memory).")
+
+
+class DeletionRequest(BaseModel):
+    user_id_hash: str = Field(min_length=1, max_length=512)
 
 
 class ConsentRecorded(BaseModel):
@@ -105,6 +132,9 @@ class DeletionDone(BaseModel):
     already_completed: bool = Field(
         description="True when this request id had completed before (nothing ran again)."
     )
+    loki_delete_requests: int = Field(
+        default=0, description="Loki delete requests filed (0 when no Loki URL is configured)."
+    )
 
 
 class Health(BaseModel):
@@ -117,6 +147,7 @@ class Readiness(BaseModel):
 
 
 DOCUMENTED_MODELS: tuple[type[BaseModel], ...] = (
-    ClientEvent, ClientInfo, ClientEventBatch, ConsentUpdate, EventsRejected, ErrorBody,
+    ClientEvent, ClientInfo, ClientEventBatch, ConsentUpdate, ConsentAssertion, ConsentLookup,
+    DeletionRequest, EventsRejected, ErrorBody,
 )  # fmt: skip
 """Request models that no route declares (bodies are parsed by hand) but the docs need."""

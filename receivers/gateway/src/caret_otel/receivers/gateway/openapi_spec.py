@@ -15,11 +15,14 @@ from caret_otel.receivers.gateway.errors import JSON_MEDIA_TYPE
 Security = list[dict[str, list[str]]]
 INGEST_SECURITY: Security = [{"ingestToken": []}]
 ADMIN_SECURITY: Security = [{"adminToken": []}]
+SERVICE_SECURITY: Security = [{"serviceToken": []}]
 
 _ERROR_DESCRIPTIONS = {
     400: "Malformed body (JSON, gzip or protobuf); the message names the problem.",
     401: "Missing or unknown bearer token.",
-    403: "The token is valid but not for this route.",
+    403: "The token is valid but not for this route (or a consent assertion was refused).",
+    408: "The body did not arrive within the deadline.",
+    409: "The Idempotency-Key was used before for another user.",
     413: "Body, inflated body or number of events beyond the limit.",
     415: "Unsupported Content-Type or Content-Encoding.",
     422: "Well-formed but unusable (wrong shape, missing field, every event rejected).",
@@ -87,7 +90,12 @@ def install(app: FastAPI) -> None:
             "ingestToken": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An ingest token (CARET_OTEL_INGEST_TOKENS).",
+                "description": "A client (ingest) token (CARET_OTEL_INGEST_TOKENS).",
+            },
+            "serviceToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token of Caret's services (CARET_OTEL_SERVICE_TOKENS).",
             },
             "adminToken": {
                 "type": "http",

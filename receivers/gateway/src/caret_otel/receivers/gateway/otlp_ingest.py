@@ -6,9 +6,13 @@ Answers follow the OTLP/HTTP specification: the response uses the request's enco
 carry a ``google.rpc.Status`` (in the request's encoding when it is known), and 429/503
 carry ``Retry-After`` so OTLP exporters retry.
 
-Services run our in-process privacy processor already, so their pseudonyms (made
-under our keys) are accepted as they are (``Gateway.service_engine``); everything
-else goes through the same policy as client events.
+Only service tokens may call these routes (a client token gets 403). Services run our
+in-process privacy processor already, so their pseudonyms are accepted as they are
+(``Gateway.service_engine``) when their keyed tag verifies; a value shaped like a
+pseudonym whose tag does not verify (an unkeyed hash) is dropped. Everything else goes
+through the same policy as client events. Before decoding, the request's fields are
+counted against ``max_otlp_fields`` (413); a large request is counted, decoded and
+scrubbed on a worker thread so the event loop stays responsive.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from caret_otel.otlp import body
@@ -30,13 +35,15 @@ from caret_otel.processors.privacy import otlp
 from caret_otel.processors.privacy.consent import ConsentStore
 from caret_otel.processors.privacy.engine import PrivacyEngine
 from caret_otel.processors.privacy.report import ScrubReport
-from caret_otel.receivers.gateway import openapi_spec
+from caret_otel.receivers.gateway import client_otlp_logs, openapi_spec, otlp_limits
 from caret_otel.receivers.gateway.auth import Role
 from caret_otel.receivers.gateway.errors import RequestError
 from caret_otel.receivers.gateway.runtime import Gateway
 
 PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 MEDIA_TYPES = (body.PROTOBUF, body.JSON)
+OFF_LOOP_BYTES = 64 << 10
+"""Requests larger than this (inflated) are counted, decoded and scrubbed off the loop."""
 
 # HTTP status -> gRPC status code for the google.rpc.Status error body.
 
@@ -106,17 +113,39 @@ async def export(
 ) -> Response:
     spec, count = SIGNALS[signal]
     media: str | None = None
+    max_fields = gateway.config.limits.max_otlp_fields
+    client_events: list[dict[str, Any]] = []  # Caret's own OTel exporter (client_otlp_logs)
+
+    def decode_and_scrub(data: bytes, media: str) -> tuple[bytes, int, int, ScrubReport]:
+        if media == body.PROTOBUF:
+            otlp_limits.count_protobuf_fields(data, signal, max_fields)
+        else:
+            otlp_limits.count_json_values(data, max_fields)
+        message = decode_request(data, media, spec.request_type)
+        # Fields this protobuf release does not know would be re-serialised unread.
+        message.DiscardUnknownFields()
+        if signal == "logs":
+            client_events.extend(client_otlp_logs.extract_client_events(message))  # type: ignore[arg-type]
+        report = ScrubReport()
+        rejected = spec.scrub(message, gateway.service_engine, gateway.consent, report)
+        return message.SerializeToString(), count(message), rejected, report
+
     try:
-        gateway.auth.require(request.headers.get("authorization"), Role.INGEST)
+        gateway.auth.require(request.headers.get("authorization"), Role.SERVICE)
         media = body.media_type(request.headers.get("content-type"), MEDIA_TYPES)
         gateway.exporter.admit(signal)
-        message = decode_request(await read(request), media, spec.request_type)
+        data = await read(request)
+        if len(data) > OFF_LOOP_BYTES:
+            encoded, kept, rejected, report = await run_in_threadpool(decode_and_scrub, data, media)
+        else:
+            encoded, kept, rejected, report = decode_and_scrub(data, media)
+        if client_events:
+            header = gateway.config.country_header
+            country = request.headers.get(header) if header else None
+            rejected += await client_otlp_logs.ingest(gateway, client_events, country)
     except RequestError as exc:
         return status_response(exc, media)
-    report = ScrubReport()
-    rejected = spec.scrub(message, gateway.service_engine, gateway.consent, report)
-    kept = count(message)
-    gateway.exporter.submit(signal, message.SerializeToString(), kept)
+    gateway.exporter.submit(signal, encoded, kept)
     metrics = gateway.metrics
     metrics.otlp_items.labels(signal, "accepted").inc(kept)
     if rejected:
@@ -147,7 +176,7 @@ def _openapi(signal: str) -> dict[str, Any]:
              "description": "gzip to send a compressed body.",
              "schema": {"type": "string", "enum": ["gzip", "identity"]}},
         ],
-        "security": openapi_spec.INGEST_SECURITY,
+        "security": openapi_spec.SERVICE_SECURITY,
     }  # fmt: skip
 
 
@@ -174,8 +203,8 @@ def _responses(signal: str) -> dict[int | str, dict[str, Any]]:
         body.JSON: {"schema": status},
     }
     described = {
-        400: "Malformed body.", 401: "Missing or unknown bearer token.", 403: "Token not valid for ingestion.",
-        413: "Body beyond the size limit.", 415: "Unsupported Content-Type or Content-Encoding.",
+        400: "Malformed body.", 401: "Missing or unknown bearer token.", 403: "Not a service token.",
+        408: "Body not received within the deadline.", 413: "Body or its field count beyond the limit.", 415: "Unsupported Content-Type or Content-Encoding.",
         429: "Too many requests in flight.", 503: "Export queue full or Collector unreachable.",
     }  # fmt: skip
     responses: dict[int | str, dict[str, Any]] = {

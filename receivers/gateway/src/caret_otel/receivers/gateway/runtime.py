@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 
 from caret_otel.processors.privacy.client_events import ClientEventScrubber
 from caret_otel.processors.privacy.consent import (
+    ConsentAssertionVerifier,
     ConsentStore,
     InMemoryConsentStore,
+    NonceLedger,
     PostgresConsentStore,
 )
 from caret_otel.processors.privacy.engine import Limits, PrivacyEngine
@@ -50,6 +52,15 @@ class Gateway:
     client_metrics: ClientMetrics
     meters: MeterProvider
     metrics: GatewayMetrics
+    assertions: ConsentAssertionVerifier
+    """Verifies the account service's signed consent assertions (lifting an opt-out)."""
+    readiness: dict[str, object] = field(default_factory=dict)
+    """The last readiness answer and when it was taken (``readiness.check`` caches it)."""
+
+    @property
+    def consent_is_durable(self) -> bool:
+        """Whether consent writes may be taken: a durable store, or the development flag."""
+        return bool(getattr(self.consent, "durable", False)) or self.config.volatile_consent
 
     async def start(self) -> None:
         await self.exporter.start()
@@ -83,10 +94,18 @@ def build_gateway(
         if config.database_url:
             consent = PostgresConsentStore(config.database_url)
         else:
-            log.warning(
-                "DATABASE_URL is not set: opt-outs are kept in memory only (lost on restart, "
-                "not shared between gateway processes) and DELETE /telemetry/users answers 503"
-            )
+            if config.volatile_consent:
+                log.warning(
+                    "DATABASE_URL is not set and CARET_OTEL_DEV_VOLATILE_CONSENT=1: consent "
+                    "is kept in memory only (lost on restart, not shared between gateway "
+                    "processes); for development only. Deletions answer 503"
+                )
+            else:
+                log.warning(
+                    "DATABASE_URL is not set: consent changes and deletions answer 503 "
+                    "(no durable store); set DATABASE_URL, or for development "
+                    "CARET_OTEL_DEV_VOLATILE_CONSENT=1"
+                )
             consent = InMemoryConsentStore()
     metrics = GatewayMetrics()
     meters = meter_provider(
@@ -110,10 +129,15 @@ def build_gateway(
         client_engine=client_engine,
         service_engine=service_engine,
         consent=consent,
-        auth=Authenticator(config.ingest_tokens, config.admin_token),
+        auth=Authenticator(config.ingest_tokens, config.admin_token, config.service_tokens),
         exporter=OtlpExporter(config.otlp, config.limits, metrics),
         ingestor=ingestor,
         client_metrics=client_metrics,
         meters=meters,
         metrics=metrics,
+        assertions=ConsentAssertionVerifier(
+            config.assertion_keys,
+            consent if isinstance(consent, NonceLedger) else InMemoryConsentStore(),
+            config.limits.consent_assertion_max_age_s,
+        ),
     )

@@ -80,8 +80,24 @@ class GatewayMetrics:
             ["signal", "reason"], registry=r,
         )  # fmt: skip
         self.consent_changes = Counter(
-            "caret_gateway_consent_changes", "Consent updates served, by new setting.",
+            "caret_gateway_consent_changes", "Consent updates recorded, by new setting.",
             ["telemetry_enabled"], registry=r,
+        )  # fmt: skip
+        self.consent_refused = Counter(
+            "caret_gateway_consent_refused",
+            "Consent changes refused, by reason (no_proof: a client's opt-in without an "
+            "assertion, bad_assertion, rate_limited: client opt-outs beyond the limit).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.client_disconnects = Counter(
+            "caret_gateway_client_disconnects",
+            "Requests whose client went away before its body was read.",
+            ["route"], registry=r,
+        )  # fmt: skip
+        self.body_timeouts = Counter(
+            "caret_gateway_body_timeouts",
+            "Requests whose body did not arrive within the deadline (answered 408).",
+            ["route"], registry=r,
         )  # fmt: skip
         self.deletions = Counter(
             "caret_gateway_deletions", "Deletion requests served, by outcome.",

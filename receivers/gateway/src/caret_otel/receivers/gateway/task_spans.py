@@ -16,6 +16,14 @@ The span is emitted once, at ``task.completed``. Its start time is, in order:
 
 A task that never completes produces no span; its ``caret.task.created`` event and
 ``caret.task.starts`` count are still recorded.
+
+The real client completes a task more than once: ``task.completed`` repeats each time
+the user continues the task, and ``task.restarted`` reopens it from history. Each
+*run* is one span: a run opens at ``task.created`` or ``task.restarted`` (or, after a
+completion, implicitly at that completion: the continuation) and closes at the next
+completion. All runs of a task share its trace id; a run's span id derives from the task
+and the run's start time, so runs never share an id and a redelivered completion
+yields the same span.
 """
 
 from __future__ import annotations
@@ -52,10 +60,15 @@ _ID_DOMAIN = spans.CARET_TASK.encode("ascii") + b"\x00"
 _NS_PER_S = 1_000_000_000
 
 
-def task_ids(task_pseudonym: str) -> tuple[bytes, bytes]:
-    """The ``(trace_id, span_id)`` of a task's span, from its pseudonym."""
+def task_ids(task_pseudonym: str, run_start_ns: int | None = None) -> tuple[bytes, bytes]:
+    """The ``(trace_id, span_id)`` of a task run's span: the trace from the task's
+    pseudonym, the span id from the pseudonym and the run's start (None: the first run
+    as this gateway's predecessors computed it)."""
     digest = hashlib.sha256(_ID_DOMAIN + task_pseudonym.encode("utf-8")).digest()
     trace_id, span_id = digest[:16], digest[16:24]
+    if run_start_ns is not None:
+        run = hashlib.sha256(_ID_DOMAIN + f"{task_pseudonym}@{run_start_ns}".encode()).digest()
+        span_id = run[:8]
     # All-zero ids are invalid in OTLP; a SHA-256 prefix of zeros is astronomically rare.
     if not any(trace_id):
         trace_id = trace_id[:-1] + b"\x01"
@@ -81,6 +94,8 @@ class TaskSpans:
     def __init__(self, max_open_tasks: int) -> None:
         self._max = max_open_tasks
         self._open: collections.OrderedDict[str, _Started] = collections.OrderedDict()
+        # Last completion per task: a repeated completion closes the continuation run.
+        self._closed: collections.OrderedDict[str, _Started] = collections.OrderedDict()
         self._fields = protowire.AttributeFields(protowire.SPAN_ATTRIBUTE_FIELD)
         self._name = spans.CARET_TASK
 
@@ -92,10 +107,18 @@ class TaskSpans:
         if not isinstance(task, str):
             return
         kept = {k: attributes[k] for k in SPAN_ATTRIBUTES if k in attributes}
-        self._open[task] = _Started(time_ns, kept)
-        self._open.move_to_end(task)
-        while len(self._open) > self._max:
-            self._open.popitem(last=False)
+        self._remember(self._open, task, _Started(time_ns, kept))
+
+    restarted = created
+    """``task.restarted`` opens a new run of the task, like a creation."""
+
+    def _remember(
+        self, table: collections.OrderedDict[str, _Started], task: str, started: _Started
+    ) -> None:
+        table[task] = started
+        table.move_to_end(task)
+        while len(table) > self._max:
+            table.popitem(last=False)
 
     def completed(self, time_ns: int, attributes: Mapping[str, AttributeValue]) -> bytes | None:
         """The encoded span for a completion, or None without a task pseudonym."""
@@ -103,11 +126,18 @@ class TaskSpans:
         if not isinstance(task, str):
             return None
         started = self._open.pop(task, None)
+        continued = False
+        if started is None:
+            previous = self._closed.get(task)
+            if previous is not None and previous.time_ns < time_ns:
+                started, continued = previous, True  # the user continued the task
         merged: dict[str, AttributeValue] = dict(started.attributes) if started else {}
         merged.update((k, attributes[k]) for k in SPAN_ATTRIBUTES if k in attributes)
-        start_ns = self._start_time(time_ns, started, merged.get(attrs.CARET_TASK_DURATION))
+        duration = None if continued else merged.get(attrs.CARET_TASK_DURATION)
+        start_ns = self._start_time(time_ns, started, duration)
+        self._remember(self._closed, task, _Started(time_ns, merged))
         outcome = merged.get(attrs.CARET_TASK_OUTCOME)
-        trace_id, span_id = task_ids(task)
+        trace_id, span_id = task_ids(task, start_ns)
         return protowire.span(
             trace_id=trace_id,
             span_id=span_id,

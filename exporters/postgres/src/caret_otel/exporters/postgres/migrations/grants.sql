@@ -8,3 +8,5 @@ GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA raw, core, agg, trends, p
 GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO caret_writer;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA meta TO caret_writer;
 GRANT SELECT ON ALL TABLES IN SCHEMA analytics, trends TO caret_analyst;
+-- The gateway records which pseudonym keys it uses (0009; `forget` checks them).
+GRANT SELECT, INSERT ON privacy.pseudonym_key_fingerprints TO caret_gateway;

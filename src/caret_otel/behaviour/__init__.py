@@ -1,0 +1,1 @@
+"""Behaviour analysis: funnels, paths and feature adoption (docs/data-dictionary.md)."""

@@ -1,0 +1,1 @@
+"""Churn prediction from stored pseudonymous aggregates (docs/churn.md)."""

@@ -1,0 +1,88 @@
+"""The simulator runs an A/B experiment with a known true effect (docs/experiments.md).
+
+Every simulated user is assigned with the production assignment
+(:func:`caret_otel.sdk.experiments.assign`, GrowthBook's hash) from the experiment's
+definition under ``experiments/``. Before each task the client "shows" the variant and
+sends an ``experiment.exposure`` event; the variant then changes the task's outcome by
+the known true effect: a task that would not have succeeded succeeds with the
+probability that lifts the success rate by ``true_lift`` (relative). With a lift of 0
+the experiment is an A/A test.
+
+Nothing here draws from the user's behaviour generator: exposure ids and the outcome
+flips come from generators seeded by the task id, so a scenario without an experiment
+is the same as before, event for event.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from caret_otel.experiments import definitions
+from caret_otel.sdk.experiments import ServedExperiment, UserContext, assign
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events
+from caret_otel.simulator import catalog
+from caret_otel.simulator.fields import client_info_key, property_key
+from caret_otel.simulator.population import User
+from caret_otel.simulator.traffic import ClientEvent
+
+DEMO_EXPERIMENT: Final = "demo-plan-hint"
+"""The definition ``caret-otel demo`` simulates and analyses."""
+TRUE_LIFTS: Final[Mapping[str, Mapping[str, float]]] = {DEMO_EXPERIMENT: {"hint": 0.08}}
+"""Known true relative lift of the task success rate, per experiment and variant."""
+SUCCESS: Final = "success"
+_NAMESPACE: Final = uuid.UUID("6f1d8a52-4c1e-4b8e-9a57-3c2e51f0a8d1")
+
+
+@dataclass(frozen=True)
+class SimulatedExperiment:
+    served: ServedExperiment
+    true_lift: Mapping[str, float] = field(default_factory=dict)
+    base_success: float = dict(catalog.TASK_OUTCOMES)[SUCCESS]
+
+    def variant(self, user: User, client_version: str, plan: str) -> str | None:
+        context = UserContext(
+            user_id=user.user_id_hash, client_version=client_version, host_app=user.platform,
+            plan=plan, language=user.language, country=user.country.code,
+        )  # fmt: skip
+        return assign(self.served, context)
+
+    def exposure(
+        self, user: User, variant: str, at: datetime, session_id: str, version: str, task_id: str
+    ) -> ClientEvent:
+        """The client's exposure event before a task (its id derives from the task id)."""
+        spec = events.CARET_EXPERIMENT_EXPOSURE
+        assert spec.client_event is not None
+        properties: dict[str, object] = {
+            property_key(attrs.CARET_EVENT_ID): str(uuid.uuid5(_NAMESPACE, f"{task_id}:{self.served.key}")),
+            property_key(attrs.CARET_EXPERIMENT_KEY): self.served.key,
+            property_key(attrs.CARET_EXPERIMENT_VARIANT): variant,
+        }  # fmt: skip
+        client_info = {
+            client_info_key(attrs.CARET_CLIENT_VERSION): version,
+            client_info_key(attrs.CARET_CLIENT_PLATFORM): user.platform,
+            client_info_key(attrs.CARET_CLIENT_LANGUAGE): user.language,
+        }
+        return ClientEvent(
+            at, spec.client_event, user.user_id_hash, session_id, properties, client_info
+        )
+
+    def outcome(self, variant: str | None, outcome: str, task_id: str) -> str:
+        """``outcome`` after the variant's true effect on the success rate."""
+        lift = self.true_lift.get(variant or "", 0.0)
+        if lift <= 0 or outcome == SUCCESS:
+            return outcome
+        flip = self.base_success * lift / (1 - self.base_success)
+        return SUCCESS if random.Random(f"{task_id}:{self.served.key}").random() < flip else outcome
+
+
+def simulated(key: str = DEMO_EXPERIMENT) -> SimulatedExperiment:
+    """The experiment ``key`` of ``experiments/`` with its known true effect (none when the
+    key has no entry in :data:`TRUE_LIFTS`: an A/A test)."""
+    experiment = definitions.find(key)
+    return SimulatedExperiment(experiment.served(), TRUE_LIFTS.get(key, {}))

@@ -1,0 +1,57 @@
+"""The gateway's client-event metrics keep a bounded number of series per metric:
+label sets beyond the cap are folded into one series whose labels are all ``other``,
+counted, for counters and histograms alike."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+
+from caret_otel.receivers.gateway import client_metrics
+from caret_otel.receivers.gateway.config import OtlpTarget
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import metrics
+from caret_otel.semconv.policy import OTHER_VALUE, load_policy
+
+CAP = 5
+
+
+def _series(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, object], ...], int]:
+    data = reader.get_metrics_data()
+    assert isinstance(data, MetricsData)
+    out: dict[tuple[tuple[str, object], ...], int] = {}
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name != name:
+                    continue
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    count = point.count if value is None else value  # type: ignore[union-attr]
+                    out[tuple(sorted((point.attributes or {}).items()))] = int(count)
+    return out
+
+
+def test_label_sets_beyond_the_cap_fold_into_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_metrics, "MAX_SERIES_PER_METRIC", CAP)
+    reader = InMemoryMetricReader()
+    policy = load_policy()
+    provider = client_metrics.meter_provider(OtlpTarget(endpoints={}), policy, readers=[reader])
+    recorder = client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy)
+    counter = metrics.CARET_TASK_STARTS
+    histogram = metrics.CARET_TASK_DURATION
+    total = CAP + 7
+    for index in range(total):
+        labels = {attrs.GEN_AI_REQUEST_MODEL: f"model-{index}"}
+        batch = client_metrics.MetricBatch()
+        batch.add(counter.name, recorder.labels(counter, labels), 1)
+        batch.record(histogram.name, recorder.labels(histogram, labels), 0.5)
+        recorder.flush(batch)
+    for name in (counter.name, histogram.name):
+        series = _series(reader, name)
+        other = ((attrs.GEN_AI_REQUEST_MODEL, OTHER_VALUE),)
+        assert len(series) == CAP + 1, name
+        assert series[other] == total - CAP, name
+        assert sum(series.values()) == total, name  # nothing is lost, only folded
+        assert recorder.folded[name] == total - CAP
+    provider.shutdown()
