@@ -6,8 +6,8 @@
 What runs (every process pinned with ``taskset``; the machine has two cores):
 
 1. **Gateway** (``caret-otel gateway``, core 0): ``POST /telemetry/events`` with batches
-   of 50 realistic client events (task lifecycle, tokens, tools, errors; forbidden and
-   unknown properties included), end to end: auth -> validation -> consent -> privacy
+   of 50 events of the real clients' mix (the simulator's: Caret 0.4.x and Cline 2026
+   shapes, camelCase properties and metadata), end to end: auth -> validation -> consent -> privacy
    -> OTLP out to a Collector that discards (core 1, with the load generator).
    Sustained events/s is measured closed-loop (connections always busy); latency p50/p99
    open-loop at 80 % of that rate, timed from each request's *scheduled* send time so a
@@ -51,6 +51,7 @@ import benchreport
 
 from caret_otel.semconv import events as semconv_events
 from caret_otel.semconv.policy import load_policy
+from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
 from caret_otel.stack import collector as collector_mod
 from caret_otel.stack.ports import free_port
 
@@ -107,53 +108,26 @@ PRIVACY_PIPELINE = (
 # --- the workload -----------------------------------------------------------------------
 
 
-def client_events(batch_no: int, now: datetime) -> list[dict[str, Any]]:
-    """50 client events as the extension sends them: a task's lifecycle, tokens, tools."""
+def real_client_mix() -> list[dict[str, Any]]:
+    """The real clients' event mix, as the simulator sends it (Caret 0.4.x = Cline v3.38.2
+    and Cline 2026 shapes: camelCase properties, host-app metadata, tokens on turns and
+    task.tokens, provider errors, checkpoints, feedback, ...; docs/semantic-conventions.md)."""
+    scenario = build_scenario(ScenarioSettings(users=120, days=2, seed=11))
+    return [
+        event.to_json()
+        for request in scenario.requests()
+        for event in request.events
+        if not (event.expect_rejected or event.expect_opted_out)
+    ]
+
+
+def client_events(mix: list[dict[str, Any]], batch_no: int, now: datetime) -> list[dict[str, Any]]:
+    """50 events of the real mix, in order, re-dated to just before ``now``."""
     out = []
-    models = ["claude-sonnet-4", "gpt-4.1", "gemini-2.5-pro"]
     for i in range(BATCH):
-        n = batch_no * BATCH + i
-        user, task = f"user-{n % 5000}", f"task-{n % 2000}"
-        kind = ("task.created", "task.conversation_turn", "task.tokens", "task.tool_used",
-                "task.tokens", "task.conversation_turn", "task.completed", "ui.model_selected",
-                "task.provider_api_error", "task.focus_chain_progress_update")[i % 10]  # fmt: skip
-        props: dict[str, Any] = {
-            "api_provider": "anthropic",
-            "model": models[n % 3],
-            "task_id": task,
-            "mode": "act",
-        }
-        if kind == "task.tokens":
-            props |= {
-                "tokens_in": 1200 + n % 500,
-                "tokens_out": 300,
-                "cached_tokens": 64,
-                "cost": 0.0123,
-            }
-        elif kind == "task.completed":
-            props |= {"outcome": "success", "duration": 42.5}
-        elif kind == "task.tool_used":
-            props |= {
-                "tool": "read_file",
-                "auto_approved": True,
-                "success": True,
-                "path": "/home/a/x.py",
-            }
-        elif kind == "task.conversation_turn":
-            props |= {"source": "user", "turn": i, "prompt": "refactor this function please"}
-        elif kind == "task.provider_api_error":
-            props |= {
-                "error_type": "rate_limit",
-                "status_code": 429,
-                "error_message": "429 for key sk-abc123 at 10.0.0.1",
-            }
-        props["unknown_flag"] = True
-        out.append({
-            "event_type": kind, "user_id_hash": user, "session_id": f"session-{n % 7000}",
-            "timestamp": (now - timedelta(seconds=i)).isoformat().replace("+00:00", "Z"),
-            "properties": props,
-            "client_info": {"version": "1.4.2", "platform": "vscode", "language": "ko"},
-        })  # fmt: skip
+        event = dict(mix[(batch_no * BATCH + i) % len(mix)])
+        event["timestamp"] = (now - timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+        out.append(event)
     return out
 
 
@@ -443,7 +417,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     load = os.getloadavg()[0]
     now = datetime.now(UTC)
-    batches = [client_events(b, now) for b in range(64)]
+    mix = real_client_mix()
+    batches = [client_events(mix, b, now) for b in range(64)]
     key = base64.b64encode(secrets.token_bytes(32)).decode()
 
     print("1/2 gateway ...", flush=True)

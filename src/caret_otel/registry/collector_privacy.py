@@ -129,9 +129,7 @@ SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
     ),
     # One definition with the Python processor (redaction.SHARED_DETECTORS).
     *_SHARED_EARLY,
-    SecretPattern(
-        python_redaction.URL_CREDENTIALS, r"""(?i:\b[a-z][a-z0-9+.-]*://[^\s/?#<>"']*@)"""
-    ),
+    SecretPattern(python_redaction.URL_CREDENTIALS, r"""(?i:[a-z][a-z0-9+.-]*://[^\s/?#<>"']*@)"""),
     SecretPattern(
         python_redaction.BEARER_TOKEN, r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,})"
     ),

@@ -34,6 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from caret_otel.semconv import attributes as attrs
 from caret_otel.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,22 @@ def test_single_event_is_accepted(gateway: RunningGateway) -> None:
         "rejected": [],
         "opted_out": 0,
         "dropped_attributes": 2,
+        "dropped": [
+            {"key": attrs.CARET_PROMPT_TEXT, "reason": "forbidden", "count": 1},
+            {"key": "properties.unknown_key", "reason": "unknown", "count": 1},
+        ],
     }
+
+
+def test_the_answer_says_which_key_was_dropped_and_why(gateway: RunningGateway) -> None:
+    """A token count sent as a string is not silently lost: the key and the reason come
+    back (the value never does)."""
+    response = gateway.post_events(client_event("task.conversation_turn", tokensIn="120"))
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 1
+    assert {"key": attrs.GEN_AI_USAGE_INPUT_TOKENS, "reason": "type", "count": 1} in body["dropped"]
+    assert "120" not in response.text
 
 
 def test_batch_partial_rejection(gateway: RunningGateway) -> None:
@@ -133,11 +149,12 @@ def test_country_comes_only_from_the_configured_header(gateway_factory: GatewayF
     assert ok.json()["dropped_attributes"] == 0
     # Not an ISO code: dropped (and counted), the event still goes through.
     invalid = gw.post_events(client_event(), headers={"X-Edge-Country": "T1"})
-    assert invalid.json() | {"rejected": []} == {
+    assert invalid.json() | {"rejected": [], "dropped": []} == {
         "accepted": 1,
         "rejected": [],
         "opted_out": 0,
         "dropped_attributes": 1,
+        "dropped": [],
     }
 
 
@@ -425,8 +442,8 @@ def test_opted_out_users_next_event_is_dropped(gateway: RunningGateway) -> None:
     assert (recorded.status_code, recorded.json()) == (200, {"telemetry_enabled": False})
     dropped = gateway.post_events([client_event(user="alice"), client_event(user="bob")])
     assert dropped.status_code == 202
-    assert dropped.json() | {"dropped_attributes": 0} == {
-        "accepted": 1, "rejected": [], "opted_out": 1, "dropped_attributes": 0,
+    assert dropped.json() | {"dropped_attributes": 0, "dropped": []} == {
+        "accepted": 1, "rejected": [], "opted_out": 1, "dropped_attributes": 0, "dropped": [],
     }  # fmt: skip
     assert gateway.set_consent("alice", True).status_code == 200
     assert gateway.post_events(client_event(user="alice")).json()["accepted"] == 1

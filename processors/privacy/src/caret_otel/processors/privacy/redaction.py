@@ -88,7 +88,9 @@ _PEM_RE = re.compile(
     re.DOTALL,
 )
 # scheme://userinfo@host: the userinfo (user, or user:password, or a token) goes.
-_URL_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#<>\"']*@")
+# No word boundary before the scheme: text glued to it (`%20pg://user:pw@host`, `x_https://`)
+# must not hide the credentials; the match then starts at the scheme's first letter.
+_URL_CREDENTIALS_RE = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^\s/?#<>\"']*@")
 # Authorization schemes. After `Bearer`/`Basic` any credential-shaped word goes; after
 # the looser `token` only values that look random, so "invalid token provided" stays.
 _BEARER_RE = re.compile(r"(?i)\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/=-]{8,})")
@@ -130,7 +132,9 @@ _SEG = r"[^\\/\s\"'<>|:*?,;()\[\]{}]"
 _MID = rf"{_SEG}+(?: {_SEG}+)*(?=[\\/])"
 _PATH_RE = re.compile(
     r"(?i:file://)[^\s\"'<>]+"
-    rf"|\b[A-Za-z]:[\\/](?:{_MID}[\\/])*{_SEG}*"
+    # A drive letter may be glued to digits or `_` (`v4C:\\Users\\...`), never to a letter
+    # (`https://` stays a URL).
+    rf"|(?<![A-Za-z])[A-Za-z]:[\\/](?:{_MID}[\\/])*{_SEG}*"
     rf"|\\\\{_SEG}+(?:\\{_MID})*\\{_SEG}*"
     rf"|(?<![\w~])~[\\/](?:{_MID}[\\/])*{_SEG}*"
     # An underscore may glue a path to a word (`ENOENT_/home/alice/x`).
@@ -538,16 +542,17 @@ def redact_text(text: str) -> tuple[str, list[str]]:
     found: Finding = []
     if len(text) < 3:  # nothing this short can hold any of the kinds (`::1` is 3)
         return text, found
-    # The text as sent first (its own forms of paths and addresses), then a normalised
-    # copy of what is left, for what only the copy shows (zero-width or full-width
-    # characters inside an address, percent-encoding).
-    redacted, found = _redact(text)
-    normalised = normalise(redacted)
-    if normalised != redacted:
-        again, more = _redact(normalised)
-        if more:
-            return again, found + more
-    return redacted, found
+    # The normalised copy first (zero-width or full-width characters inside an address,
+    # percent-encoding): when it shows a finding, the copy is what is kept, redacted.
+    # Redacting the text as sent first would cut a glued secret in two (`%20C:\Users\..`
+    # or `%20pg://user:pw@host` start no match as sent) and leave a piece the copy no
+    # longer recognises.
+    normalised = normalise(text)
+    if normalised != text:
+        again, found = _redact(normalised)
+        if found:
+            return again, found
+    return _redact(text)
 
 
 _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")

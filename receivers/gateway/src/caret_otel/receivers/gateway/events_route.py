@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from caret_otel.otlp import body
+from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.receivers.gateway import client_batch, otlp_limits
 from caret_otel.receivers.gateway import openapi_models as docs
 from caret_otel.receivers.gateway import openapi_spec as spec
@@ -91,6 +92,7 @@ def add_route(
             "rejected": [r.as_json() for r in result.rejected],
             "opted_out": result.opted_out,
             "dropped_attributes": result.report.total_dropped,
+            "dropped": dropped_summary(result.report),
         }
         status = 202
         if result.rejected and not result.accepted and not result.opted_out:
@@ -140,3 +142,17 @@ def add_route(
             },
         },
     )
+
+
+MAX_DROPPED_ENTRIES = 20
+"""At most this many (key, reason) entries in an answer, the most frequent first."""
+
+
+def dropped_summary(report: ScrubReport) -> list[dict[str, object]]:
+    """Which keys were not kept and why (``type``, ``shape``, ``unknown``, ...), so a client
+    sending a token count as a string learns which key and why; keys only, never values."""
+    ranked = sorted(report.dropped.items(), key=lambda item: (-item[1], item[0]))
+    return [
+        {"key": key, "reason": reason, "count": count}
+        for (key, reason), count in ranked[:MAX_DROPPED_ENTRIES]
+    ]

@@ -66,12 +66,22 @@ class RejectedEvent(BaseModel):
     reason: str = Field(description="What is wrong with it.")
 
 
+class DroppedAttribute(BaseModel):
+    key: str = Field(description="Registry attribute or `properties.<key>` as sent.")
+    reason: str = Field(description="type, shape, unknown, forbidden, not_collected, ...")
+    count: int = Field(description="How many times in this request.")
+
+
 class EventsAccepted(BaseModel):
     accepted: int = Field(description="Events taken for export.")
     rejected: list[RejectedEvent] = Field(description="Events refused, with the reason.")
     opted_out: int = Field(description="Events dropped because their user opted out of telemetry.")
     dropped_attributes: int = Field(
         description="Attributes not kept (unknown, forbidden, invalid), over all events."
+    )
+    dropped: list[DroppedAttribute] = Field(
+        default_factory=list,
+        description="Which keys were not kept and why, most frequent first (at most 20).",
     )
 
 
