@@ -438,6 +438,8 @@ def main() -> int:
         {
             "CARET_OTEL_INGEST_TOKENS": TOKEN,
             "CARET_OTEL_PSEUDONYM_KEYS": f"b1:{key}",
+            # the real mix holds opt-outs and opt-ins; a benchmark has no PostgreSQL to keep them
+            "CARET_OTEL_DEV_VOLATILE_CONSENT": "1",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
         },
         work / "gateway.log",

@@ -112,6 +112,29 @@ def test_per_event_limits() -> None:
     assert client_batch.check_limits(event, 5) is event
 
 
+@pytest.mark.parametrize("code", range(0x80))
+def test_the_serialised_scan_never_misses_a_control_character(code: int) -> None:
+    """The cheap scan over the event's JSON may send a clean event to the exact walk,
+    but never lets one with a control character (in a key or a nested value) past it."""
+    char = chr(code)
+    refused = char in "\x7f" or (code < 0x20 and char not in "\t\n\r")
+    for event in (
+        {"properties": {"model": f"a{char}b"}},
+        {"properties": {f"k{char}": 1}},
+        {"client_info": {"list": ["x", {"deep": [f"{char}"]}]}},
+    ):
+        scan = client_batch.may_hold_control_characters(event)
+        walk = client_batch.control_character_field(event, "")
+        assert (walk is not None) == refused
+        if refused:
+            assert scan
+    # an escaped backslash before b/f/u00.. only costs the exact walk, never a rejection
+    tricky = {"properties": {"path": "\\b \\f \\u0000"}}
+    assert client_batch.may_hold_control_characters(tricky)
+    assert client_batch.control_character_field(tricky, "") is None
+    assert not client_batch.may_hold_control_characters({"properties": {"model": "gpt-4o"}})
+
+
 def test_unix_nanos_is_exact() -> None:
     moment = datetime(2025, 1, 11, 10, 0, 0, 123456, tzinfo=UTC)
     assert client_batch.unix_nanos(moment) == 1736589600_123456000

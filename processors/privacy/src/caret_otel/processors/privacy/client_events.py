@@ -166,6 +166,10 @@ def _object(raw: Mapping[str, object], field: str, *, required: bool) -> Mapping
     return value
 
 
+_Decision = tuple[str | None, float, tuple[str, str] | None]
+"""A property's attribute name, unit scale and the drop to count (None: it is kept)."""
+
+
 class ClientEventScrubber:
     """Validates Caret client events and scrubs them with the privacy engine."""
 
@@ -181,6 +185,7 @@ class ClientEventScrubber:
         }
         self._not_collected = {spec.name: frozenset(spec.not_collected) for spec in events.ALL}
         self._scales = events.PROPERTY_SCALES
+        self._decisions: dict[str, dict[str, _Decision]] = {spec.name: {} for spec in events.ALL}
         # For error messages: the client keys that feed each attribute.
         self._client_keys: dict[str, list[str]] = {}
         for client_key, name in self._aliases.items():
@@ -214,11 +219,11 @@ class ClientEventScrubber:
         # Opt-in/opt-out events are the consent records themselves: they pass, so that
         # a user who opted out can opt back in and the change is counted. The check
         # covers every live key, so an opt-out recorded before a key rotation holds.
-        if spec.name not in _CONSENT_EVENTS and any(
-            self._consent.is_opted_out(p)
-            for p in self._engine.pseudonymizer.all_pseudonyms(user_id_hash)
-        ):
-            return None
+        if spec.name not in _CONSENT_EVENTS:
+            is_opted_out = self._consent.is_opted_out
+            for pseudonym in self._engine.pseudonymizer.live_pseudonyms(user_id_hash):
+                if is_opted_out(pseudonym):
+                    return None
 
         attributes: dict[str, object] = {
             attrs.CARET_EVENT_ID: self._event_id(raw),
@@ -267,42 +272,55 @@ class ClientEventScrubber:
     def _map_properties(
         self, spec: EventSpec, properties: Mapping[str, object], report: ScrubReport
     ) -> dict[str, object]:
-        allowed = self._allowed[spec.name]
-        per_event = self._per_event[spec.name]
-        not_collected = self._not_collected[spec.name]
+        decisions = self._decisions[spec.name]
         mapped: dict[str, object] = {}
         for key, value in properties.items():
-            if key == CLIENT_EVENT_ID:
-                continue  # consumed by the event hash
-            if key in not_collected:
-                report.drop(key, reasons.NOT_COLLECTED)
-                continue
-            override = per_event.get(key)
+            decision = decisions.get(key)
+            if decision is None:
+                decision = self._decide(spec, key)
+            name, scale, drop = decision
+            if drop is not None:
+                report.dropped[drop] += 1
+            elif name is None:
+                continue  # consumed elsewhere (the client's event id: the event hash)
+            elif name in mapped:
+                report.drop(name, reasons.DUPLICATE)
+            else:
+                if scale != 1.0 and type(value) in (int, float):
+                    value = value * scale  # type: ignore[operator]
+                mapped[name] = value
+        return mapped
+
+    def _decide(self, spec: EventSpec, key: str) -> _Decision:
+        """What happens to property ``key`` of ``spec``: its attribute name and unit
+        scale, or the drop to count. Decisions about keys the registry knows are kept
+        (a bounded set); an unknown key, the client's free choice, is decided each time."""
+        if key == CLIENT_EVENT_ID:
+            decision: _Decision = (None, 1.0, None)
+        elif key in self._not_collected[spec.name]:
+            decision = (None, 1.0, (key, reasons.NOT_COLLECTED))
+        else:
+            override = self._per_event[spec.name].get(key)
             name: str | None
-            scale: float
             if override is not None:
                 name, scale = override
             else:
                 name, scale = self._aliases.get(key), self._scales.get(key, 1.0)
-            if scale != 1.0 and type(value) in (int, float):
-                value = value * scale  # type: ignore[operator]
             if name is None and self._engine.rule(key) is not None:
                 name = key  # a registry name used directly
             if name is None:
-                report.drop(reportable_key(f"{PROPERTIES}.{key}"), reasons.UNKNOWN)
-                continue
+                return (None, 1.0, (reportable_key(f"{PROPERTIES}.{key}"), reasons.UNKNOWN))
             rule = self._engine.rule(name)
             if rule is not None and rule.privacy == FORBIDDEN:
-                report.drop(name, reasons.FORBIDDEN)
+                decision = (name, scale, (name, reasons.FORBIDDEN))
             elif name in _SERVER_SET or (name in _FEATURE and spec.feature is not None):
-                report.drop(name, reasons.SERVER_SET)
-            elif name not in allowed:
-                report.drop(name, reasons.NOT_IN_EVENT)
-            elif name in mapped:
-                report.drop(name, reasons.DUPLICATE)
+                decision = (name, scale, (name, reasons.SERVER_SET))
+            elif name not in self._allowed[spec.name]:
+                decision = (name, scale, (name, reasons.NOT_IN_EVENT))
             else:
-                mapped[name] = value
-        return mapped
+                decision = (name, scale, None)
+        self._decisions[spec.name][key] = decision
+        return decision
 
     def _map_client_info(
         self, client_info: Mapping[str, object], report: ScrubReport
