@@ -161,7 +161,7 @@ def _object(raw: Mapping[str, object], field: str, *, required: bool) -> Mapping
         if required:
             raise ClientEventError(field, "is required")
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):  # dict: skip the ABC check
         raise ClientEventError(field, "must be a JSON object")
     return value
 
@@ -199,7 +199,7 @@ class ClientEventScrubber:
         ``country``: the ISO country code from a trusted edge header (never derived
         from the client's IP here). Raises ``ClientEventError`` for a malformed event.
         """
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise ClientEventError("event", "must be a JSON object")
         event_type = _required_string(raw, EVENT_TYPE, _MAX_EVENT_TYPE_LENGTH)
         mapped = events.for_client_event(event_type)

