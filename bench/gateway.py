@@ -49,6 +49,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: the shared report writer
 import benchreport
 
+from caret_otel.registry.collector_privacy import INGRESS_PROCESSORS
 from caret_otel.semconv import events as semconv_events
 from caret_otel.semconv.policy import load_policy
 from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
@@ -93,13 +94,14 @@ DISCARD_CONFIG = (
 """
 )
 
-# The Collector under comparison: the privacy pass processors of collector/privacy-pass.yaml.
+# The Collector under comparison: the privacy pass processors of collector/privacy-pass.yaml,
+# in the order the production logs pipeline runs them.
 PRIVACY_PIPELINE = (
     _COLLECTOR_BASE
-    + """\
+    + f"""\
     logs:
       receivers: [otlp]
-      processors: [redaction/pseudonyms, transform/pseudonym_format, redaction/allowlist, transform/privacy]
+      processors: [{", ".join(INGRESS_PROCESSORS["logs"])}]
       exporters: [debug]
 """
 )

@@ -180,6 +180,26 @@ def _simulate(data_dir: Path, summary: Path, args: tuple[str, ...]) -> dict[str,
     return loaded
 
 
+def _churn_scores(data_dir: Path) -> None:
+    """A churn model and today's scores of the simulated users, as `caret-otel demo` stores
+    them (the behaviour dashboard's churn panels read them). The stack holds a few days and
+    training needs 56, so the model learns from the in-process population (docs/churn.md)."""
+    for args in (("churn", "train", "--synthetic"), ("churn", "score")):
+        result = subprocess.run(
+            [*caret_otel(), *args, "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=cli_env(),
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"caret-otel {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+
+
 def stop_up(process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> int:
     """SIGTERM, as a service manager would; the exit status (killed after the timeout)."""
     if process.poll() is None:
@@ -214,6 +234,7 @@ def running_stack() -> Iterator[RunningStack]:
         ]
         stack = RunningStack(info, data_dir, process, summaries)
         wait_for_catch_up(stack.postgres_dsn, stack.expected_stored_events, timeout_s=180)
+        _churn_scores(data_dir)
         yield stack
     finally:
         status = stop_up(process)

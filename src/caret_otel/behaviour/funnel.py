@@ -1,5 +1,5 @@
-"""Funnels, paths and feature adoption: the queries behind ``caret-otel funnel`` and the
-behaviour dashboard. The computations live in PostgreSQL (migration 0013:
+"""Funnels, paths and feature adoption: the queries behind ``caret-otel funnel``,
+``caret-otel paths`` and the behaviour dashboard. The computations live in PostgreSQL (migration 0013:
 ``analytics.funnel``, ``analytics.path_transitions``, ``analytics.session_edges``,
 ``analytics.feature_adoption``, ``analytics.feature_retention``); this module names
 steps by the registry, validates them and runs the queries as the analyst role."""
@@ -170,12 +170,20 @@ def next_events(
     )  # fmt: skip
 
 
-def session_edges(conninfo: str, *, start: datetime, end: datetime) -> Section:
-    """The commonest first and last events of sessions (session markers left out)."""
+def session_edges(
+    conninfo: str, *, start: datetime, end: datetime, limit: int | None = None
+) -> Section:
+    """The commonest first and last events of sessions (session markers left out); with
+    ``limit``, that many event names per edge (openings, then endings)."""
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute(
-            "SELECT edge, event_name, sessions, share FROM analytics.session_edges(%s, %s, %s)",
-            (start, end, list(SESSION_MARKERS)),
+            """SELECT edge, event_name, sessions, share FROM (
+                   SELECT e.*, row_number() OVER (PARTITION BY edge
+                                                  ORDER BY sessions DESC, event_name) AS rank
+                   FROM analytics.session_edges(%s, %s, %s) e) ranked
+               WHERE %s::integer IS NULL OR rank <= %s::integer
+               ORDER BY edge DESC, sessions DESC, event_name""",
+            (start, end, list(SESSION_MARKERS), limit, limit),
         ).fetchall()
     return Section(
         "session_edges", "Session openings and endings", ("edge", "event", "sessions", "share"),

@@ -29,9 +29,23 @@ LABEL_DAYS: Final = 14
 """Churned: no activity in this many days from the snapshot day on."""
 
 ACTIVE, EVENTS, REQUESTS, ERRORS, TOKENS, SESSIONS, PAID = range(7)
-METRICS: Final = ("active", "events", "requests", "errors", "tokens", "sessions", "paid")
-"""Daily metrics per user (``paid``: the day's usage was on a paid plan); the uses of
-each of :data:`ADOPTION_FEATURES` follow in that order."""
+TASKS, COMPLETED, THUMBS_UP, THUMBS_DOWN = range(7, 11)
+METRICS: Final = (
+    "active",
+    "events",
+    "requests",
+    "errors",
+    "tokens",
+    "sessions",
+    "paid",
+    "tasks",
+    "tasks_completed",
+    "thumbs_up",
+    "thumbs_down",
+)
+"""Daily metrics per user (``paid``: the day's usage was on a paid plan; ``tasks``: tasks
+created, ``tasks_completed``: tasks that ended successfully); the uses of each of
+:data:`ADOPTION_FEATURES` follow in that order."""
 
 FEATURES: Final = (
     "days_since_active",
@@ -43,8 +57,13 @@ FEATURES: Final = (
     "requests_trend",
     "tokens_28d",
     "tokens_trend",
+    "tasks_28d",
+    "tasks_trend",
     "error_rate_7d",
     "error_rate_28d",
+    "task_completion_rate_7d",
+    "task_completion_rate_28d",
+    "thumbs_down_share_28d",
     "sessions_28d",
     "features_adopted_28d",
     "paid_28d",
@@ -52,6 +71,23 @@ FEATURES: Final = (
 )
 """The model's inputs, in column order (docs/churn.md defines each)."""
 RECENCY_FEATURE: Final = "days_since_active"
+
+DRIVER_GROUPS: Final[dict[str, tuple[str, ...]]] = {
+    "recency": ("days_since_active",),
+    "activity": ("active_days_7d", "active_days_28d", "events_28d", "sessions_28d"),
+    "requests": ("requests_7d", "requests_28d", "requests_trend"),
+    "tokens": ("tokens_28d", "tokens_trend"),
+    "tasks": ("tasks_28d", "tasks_trend"),
+    "provider errors": ("error_rate_7d", "error_rate_28d"),
+    "task completion": ("task_completion_rate_7d", "task_completion_rate_28d"),
+    "thumbs-down share": ("thumbs_down_share_28d",),
+    "feature adoption": ("features_adopted_28d",),
+    "plan": ("paid_28d",),
+    "tenure": ("tenure_days",),
+}
+"""The drivers the model reports: each groups the features that measure one thing over
+different windows (they are shuffled together, so correlated features do not split the
+credit). Every feature is in exactly one group."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,13 @@ class Snapshot:
     """1 = churned (no activity in the label window); None when it is not over yet."""
 
 
+def _share(part: FloatArray, whole: FloatArray) -> FloatArray:
+    """``part / whole`` capped at 1; NaN (missing: the model learns what it means) where
+    ``whole`` is 0, so "no task" does not look like "no task completed"."""
+    ratio = np.minimum(part / np.maximum(whole, 1.0), 1.0)
+    return np.asarray(np.where(whole > 0, ratio, np.nan), dtype=np.float64)
+
+
 def _trend(recent: FloatArray, whole: FloatArray) -> FloatArray:
     """Log of the last 7 days' daily rate over the 28 days' daily rate (0 = steady)."""
     return np.asarray(np.log((recent / 7.0 + 1.0) / (whole / 28.0 + 1.0)), dtype=np.float64)
@@ -112,6 +155,7 @@ def snapshot(data: DailyAggregates, t: int, *, require_label: bool) -> Snapshot:
     last_active = OBSERVATION_DAYS - 1 - np.argmax(active[:, ::-1], axis=1)
     sums, sums7 = window.sum(axis=1), recent.sum(axis=1)
     adoption = window[:, :, len(METRICS) :].sum(axis=1) > 0
+    completion_28d = _share(sums[:, COMPLETED], sums[:, TASKS])
     columns = {
         "days_since_active": OBSERVATION_DAYS - 1 - last_active,
         "active_days_7d": sums7[:, ACTIVE],
@@ -122,8 +166,18 @@ def snapshot(data: DailyAggregates, t: int, *, require_label: bool) -> Snapshot:
         "requests_trend": _trend(sums7[:, REQUESTS], sums[:, REQUESTS]),
         "tokens_28d": sums[:, TOKENS],
         "tokens_trend": _trend(sums7[:, TOKENS], sums[:, TOKENS]),
+        "tasks_28d": sums[:, TASKS],
+        "tasks_trend": _trend(sums7[:, TASKS], sums[:, TASKS]),
         "error_rate_7d": sums7[:, ERRORS] / np.maximum(sums7[:, REQUESTS], 1.0),
         "error_rate_28d": sums[:, ERRORS] / np.maximum(sums[:, REQUESTS], 1.0),
+        # without a task in the last 7 days, the 28-day rate (no extra recency signal)
+        "task_completion_rate_7d": np.where(
+            sums7[:, TASKS] > 0, _share(sums7[:, COMPLETED], sums7[:, TASKS]), completion_28d
+        ),
+        "task_completion_rate_28d": completion_28d,
+        "thumbs_down_share_28d": _share(
+            sums[:, THUMBS_DOWN], sums[:, THUMBS_UP] + sums[:, THUMBS_DOWN]
+        ),
         "sessions_28d": sums[:, SESSIONS],
         "features_adopted_28d": adoption.sum(axis=1),
         "paid_28d": (window[:, :, PAID].max(axis=1) > 0),

@@ -3,7 +3,8 @@
 Three scorers are compared on the same out-of-time snapshot:
 
 - ``gradient_boosting``: scikit-learn's histogram gradient-boosted trees (the model);
-- ``logistic``: a standardised logistic regression on the same features (the baseline);
+- ``logistic``: a standardised logistic regression on the same features (the baseline;
+  a missing rate becomes the training median plus a "was missing" flag);
 - ``recency_rule``: the churn rate of the training rows with the same number of days
   since the last activity (what one would do without a model).
 
@@ -20,6 +21,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -85,7 +87,12 @@ def _fit(name: str, x: f.FloatArray, y: f.IntArray, seed: int) -> Any:
     if name == GRADIENT_BOOSTING:
         return gradient_boosting(seed).fit(x, y)
     if name == LOGISTIC:
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+        # rates without a denominator are missing (NaN): the median, and a flag
+        return make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True),
+            StandardScaler(),
+            LogisticRegression(max_iter=2000),
+        ).fit(x, y)
     return RecencyRule().fit(x, y)
 
 
@@ -150,12 +157,16 @@ class Evaluation:
     importance: list[tuple[str, float, float]]
     """(feature, mean ROC AUC drop when permuted, its standard deviation), largest first."""
     calibration: list[dict[str, float]] = field(default_factory=list)
+    driver_importance: list[tuple[str, float, float]] = field(default_factory=list)
+    """(driver: a group of :data:`~caret_otel.churn.features.DRIVER_GROUPS`, mean ROC AUC
+    drop when its features are permuted together, standard deviation), largest first."""
 
     def scorer(self, name: str) -> ScorerMetrics:
         return next(s for s in self.scorers if s.name == name)
 
     def top_drivers(self, count: int = 5) -> list[str]:
-        return [name for name, _, _ in self.importance[:count]]
+        """The ``count`` drivers (feature groups) whose shuffling costs the most ROC AUC."""
+        return [name for name, _, _ in self.driver_importance[:count]]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,6 +206,25 @@ def evaluate(data: f.DailyAggregates, *, seed: int = 0, importance_repeats: int 
         return _evaluate(data, seed, importance_repeats)
 
 
+def driver_importance(
+    model: Any, x: f.FloatArray, y: f.IntArray, *, repeats: int, seed: int
+) -> list[tuple[str, float, float]]:
+    """Permutation importance of each driver group: the features of a group are shuffled
+    together (the same row permutation), ``repeats`` times; ROC AUC lost, largest first."""
+    rng = np.random.default_rng(seed)
+    base = float(roc_auc_score(y, model.predict_proba(x)[:, 1]))
+    rows = []
+    for group, names in f.DRIVER_GROUPS.items():
+        columns = [f.FEATURES.index(name) for name in names]
+        drops = []
+        for _ in range(repeats):
+            shuffled = x.copy()
+            shuffled[:, columns] = x[rng.permutation(len(x))][:, columns]
+            drops.append(base - float(roc_auc_score(y, model.predict_proba(shuffled)[:, 1])))
+        rows.append((group, round(float(np.mean(drops)), 4), round(float(np.std(drops)), 4)))
+    return sorted(rows, key=lambda row: -row[1])
+
+
 def _evaluate(data: f.DailyAggregates, seed: int, importance_repeats: int) -> Evaluation:
     train_days, test_day = split(data)
     x_train, y_train = _stack(data, train_days)
@@ -229,6 +259,7 @@ def _evaluate(data: f.DailyAggregates, seed: int, importance_repeats: int) -> Ev
         )
         for i in order
     ]
+    drivers = driver_importance(gbm, x_test, y_test, repeats=importance_repeats, seed=seed)
     p_gbm = np.asarray(gbm.predict_proba(x_test)[:, 1], dtype=np.float64)
     return Evaluation(
         train_days=[data.day_at(t).isoformat() for t in train_days],
@@ -239,6 +270,7 @@ def _evaluate(data: f.DailyAggregates, seed: int, importance_repeats: int) -> Ev
         scorers=results,
         importance=importance,
         calibration=calibration_table(y_test, p_gbm),
+        driver_importance=drivers,
     )
 
 

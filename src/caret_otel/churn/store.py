@@ -1,8 +1,8 @@
 """The churn model and PostgreSQL: daily aggregates in, models and daily scores out.
 
 Features come only from the stored pseudonymous daily rollups (``agg.user_daily_activity``,
-``agg.user_daily_usage``, ``agg.user_daily_feature``, ``agg.sessions``) and
-``core.users.first_seen_at``: no raw event and no free text. Models go to
+``agg.user_daily_usage``, ``agg.user_daily_feature``, ``agg.sessions``,
+``agg.user_daily_tasks``) and ``core.users.first_seen_at``: no raw event and no free text. Models go to
 ``agg.churn_models`` (the fitted estimator, its feature list and its out-of-time
 evaluation); scores to ``agg.churn_scores``, one partition per day, dropped with the raw
 tier (30 days) and deleted by ``forget``. Analysts read them through
@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from caret_otel.churn import features as f
 from caret_otel.churn import model as m
+from caret_otel.churn import synthetic
 from caret_otel.core.errors import ServiceError
 from caret_otel.exporters.postgres.rollup import UNPAID_PLANS
 from caret_otel.simulator.churn_drivers import ADOPTION_FEATURES
@@ -33,6 +34,7 @@ DEFAULT_LOOKBACK_DAYS: Final = 112
 ALGORITHM: Final = "sklearn.HistGradientBoostingClassifier"
 UNKNOWN_PLAN: Final = "unknown"
 """What the rollups store when an event carried no plan (neither paid nor free)."""
+UNKNOWN_HOST_APP: Final = "unknown"
 
 
 class ModelMissing(ServiceError):
@@ -58,6 +60,18 @@ SELECT day, user_pseudonym, feature, sum(uses) FROM agg.user_daily_feature
 WHERE day >= %(start)s AND day < %(end)s AND uses > 0 AND feature = ANY (%(features)s)
 GROUP BY day, user_pseudonym, feature
 """
+_TASKS: Final = """
+SELECT day, user_pseudonym, tasks_created, tasks_completed, thumbs_up, thumbs_down
+FROM agg.user_daily_tasks WHERE day >= %(start)s AND day < %(end)s
+"""
+_PLANS: Final = """
+SELECT user_pseudonym, plan FROM core.users WHERE user_pseudonym = ANY (%(users)s)
+"""
+_HOST_APPS: Final = """
+SELECT DISTINCT ON (user_pseudonym) user_pseudonym, host_app FROM agg.user_daily_tasks
+WHERE user_pseudonym = ANY (%(users)s) AND day >= %(start)s AND day < %(end)s
+ORDER BY user_pseudonym, day DESC
+"""
 _FIRST_SEEN: Final = """
 SELECT user_pseudonym, (first_seen_at AT TIME ZONE 'UTC')::date FROM core.users
 WHERE user_pseudonym = ANY (%(users)s)
@@ -78,6 +92,7 @@ def load_aggregates(conninfo: str, start: date, end: date) -> f.DailyAggregates:
         usage = conn.execute(_USAGE, params).fetchall()
         sessions = conn.execute(_SESSIONS, params).fetchall()
         feature_rows = conn.execute(_FEATURES, params).fetchall()
+        task_rows = conn.execute(_TASKS, params).fetchall()
         users = tuple(sorted({row[1] for row in activity}))
         first_seen_rows = conn.execute(_FIRST_SEEN, {"users": list(users)}).fetchall()
     index = {user: i for i, user in enumerate(users)}
@@ -102,6 +117,12 @@ def load_aggregates(conninfo: str, start: date, end: date) -> f.DailyAggregates:
         at = cell(day, user)
         if at is not None:
             values[at[0], at[1], f.SESSIONS] = float(count)
+    for day, user, created, completed, up, down in task_rows:
+        at = cell(day, user)
+        if at is not None:
+            values[at[0], at[1], [f.TASKS, f.COMPLETED, f.THUMBS_UP, f.THUMBS_DOWN]] = (
+                float(created), float(completed), float(up), float(down),
+            )  # fmt: skip
     column = {name: len(f.METRICS) + i for i, name in enumerate(ADOPTION_FEATURES)}
     for day, user, feature, uses in feature_rows:
         at = cell(day, user)
@@ -125,10 +146,28 @@ class TrainResult:
 
 def train(conninfo: str, as_of: date, *, lookback_days: int = DEFAULT_LOOKBACK_DAYS) -> TrainResult:
     """Evaluate out of time, fit on every labelled snapshot, store both; needs the writer."""
-    data = load_aggregates(conninfo, as_of - timedelta(days=lookback_days), as_of)
+    start = as_of - timedelta(days=lookback_days)
+    data = load_aggregates(conninfo, start, as_of)
+    source = {"source": "rollups", "from": start.isoformat(), "to": as_of.isoformat()}
+    return _fit_and_store(conninfo, as_of, data, source)
+
+
+def train_synthetic(conninfo: str, as_of: date, *, users: int = 2000, seed: int = 7) -> TrainResult:
+    """The same, on the in-process population with the simulator's known churn drivers
+    (:mod:`caret_otel.churn.synthetic`): a model for a database that holds too few days
+    to train on (a demo, a test stack). Its evaluation records where it learnt."""
+    data = synthetic.generate(users=users, seed=seed)
+    source = {"source": "synthetic", "users": users, "seed": seed, "days": data.days}
+    return _fit_and_store(conninfo, as_of, data, source)
+
+
+def _fit_and_store(
+    conninfo: str, as_of: date, data: f.DailyAggregates, source: dict[str, Any]
+) -> TrainResult:
     evaluation = m.evaluate(data)
     estimator = m.train_for_scoring(data)
     blob = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
+    stored = {**evaluation.as_dict(), "training_data": source}
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(
             "INSERT INTO agg.churn_models (as_of, algorithm, features, evaluation, model,"
@@ -137,7 +176,7 @@ def train(conninfo: str, as_of: date, *, lookback_days: int = DEFAULT_LOOKBACK_D
                 as_of,
                 ALGORITHM,
                 list(f.FEATURES),
-                orjson.dumps(evaluation.as_dict()).decode(),
+                orjson.dumps(stored).decode(),
                 blob,
                 hashlib.sha256(blob).hexdigest(),
             ),
@@ -188,16 +227,21 @@ def score(conninfo: str, score_day: date) -> int:
             p = np.asarray(estimator.predict_proba(snap.x)[:, 1], dtype=np.float64)
     risk = deciles(p)
     recency = snap.x[:, f.FEATURES.index(f.RECENCY_FEATURE)]
-    rows = [
-        (score_day, data.users[u], model_id, float(p[i]), int(risk[i]), int(recency[i]))
-        for i, u in enumerate(snap.user_index)
-    ]
+    scored = [data.users[u] for u in snap.user_index]
     with psycopg.connect(conninfo) as conn:
+        params = {"users": scored, "start": data.first_day, "end": score_day}
+        plans: dict[str, str | None] = dict(conn.execute(_PLANS, params).fetchall())
+        host_apps: dict[str, str] = dict(conn.execute(_HOST_APPS, params).fetchall())
+        rows = [
+            (score_day, user, model_id, float(p[i]), int(risk[i]), int(recency[i]),
+             plans.get(user) or UNKNOWN_PLAN, host_apps.get(user) or UNKNOWN_HOST_APP)
+            for i, user in enumerate(scored)
+        ]  # fmt: skip
         conn.execute("SELECT meta.ensure_partition('agg.churn_scores', %s)", (score_day,))
         conn.execute("DELETE FROM agg.churn_scores WHERE score_day = %s", (score_day,))
         with conn.cursor().copy(
             "COPY agg.churn_scores (score_day, user_pseudonym, model_id, probability,"
-            " risk_decile, days_since_active) FROM STDIN"
+            " risk_decile, days_since_active, plan, host_app) FROM STDIN"
         ) as copy:
             for record in rows:
                 copy.write_row(record)

@@ -1,11 +1,12 @@
 """An in-process population of daily aggregates with the simulator's known churn drivers.
 
 It draws what the simulator's users do, directly as the daily aggregates the rollups
-would store (activity, requests, provider errors, tokens, sessions, feature uses,
-plan), so the churn model can be trained and judged in seconds. The reasons to leave
-come from :mod:`caret_otel.simulator.churn_drivers`, the same definitions the
-simulator's traffic uses: each adopted feature lowers the daily hazard of leaving, and
-provider errors pile up in the days before a user leaves.
+would store (activity, requests, provider errors, tokens, sessions, tasks created and
+completed, thumbs up and down, feature uses, plan), so the churn model can be trained
+and judged in seconds. The reasons to leave come from
+:mod:`caret_otel.simulator.churn_drivers`, the same definitions the simulator's traffic
+uses: each adopted feature lowers the daily hazard of leaving, and provider errors,
+unfinished tasks and thumbs-down answers pile up in the days before a user leaves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from caret_otel.churn import features as f
+from caret_otel.simulator import catalog
 from caret_otel.simulator import churn_drivers as drivers
 
 BASE_ERROR_RATE = 0.02
@@ -70,6 +72,19 @@ def generate(
             row[f.TOKENS] = float(nprng.lognormal(np.log(12_000), 0.5, requests).sum())
             row[f.EVENTS] = requests * 3 + sessions * 2
             row[f.PAID] = 1 if paid else 0
+            tasks = int(nprng.poisson(1.9 * sessions)) + 1
+            # a task whose provider requests keep failing ends in an error; the others end
+            # as the outcomes say and may be rated
+            ended = int(nprng.binomial(tasks, (1.0 - rate) ** 3))
+            outcomes = drivers.task_outcomes(catalog.TASK_OUTCOMES, profile, moment)
+            success = dict(outcomes)[drivers.SUCCESS_OUTCOME] / sum(w for _, w in outcomes)
+            completed = int(nprng.binomial(ended, success))
+            share = drivers.feedback_share(catalog.FEEDBACK_SHARE, profile, moment)
+            rated = int(nprng.binomial(ended, share))
+            up_rate = drivers.thumbs_up_rate(catalog.THUMBS_UP_RATE, profile, moment)
+            thumbs_up = int(nprng.binomial(rated, up_rate))
+            row[f.TASKS], row[f.COMPLETED] = tasks, completed
+            row[f.THUMBS_UP], row[f.THUMBS_DOWN] = thumbs_up, rated - thumbs_up
             for name in adopted:
                 if rng.random() < 0.5:
                     row[feature_columns[name]] = 1 + int(nprng.poisson(1.5))

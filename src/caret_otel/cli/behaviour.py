@@ -1,5 +1,5 @@
-"""``caret-otel funnel`` and ``caret-otel churn train|score|evaluate``: behaviour analysis
-and churn prediction (docs/data-dictionary.md, docs/churn.md)."""
+"""``caret-otel funnel``, ``caret-otel paths`` and ``caret-otel churn train|score|evaluate``:
+behaviour analysis and churn prediction (docs/behaviour.md, docs/churn.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from caret_otel.behaviour import funnel as fn
 from caret_otel.churn import model as churn_model
 from caret_otel.churn import store as churn_store
 from caret_otel.churn import synthetic
-from caret_otel.churn.features import LABEL_DAYS, OBSERVATION_DAYS
+from caret_otel.churn.features import DRIVER_GROUPS, LABEL_DAYS, OBSERVATION_DAYS
 from caret_otel.cli.exporter import (
     ANALYST,
     WRITER,
@@ -103,19 +103,81 @@ def funnel(
         parsed = [fn.parse_step(text, i) for i, text in enumerate(steps)]
     except fn.FunnelError as exc:
         raise click.BadParameter(str(exc), param_hint="STEP") from None
-    end = end or datetime.now(UTC).date()
-    start = start or end - timedelta(days=6)
-    if end < start:
-        raise click.BadParameter(f"{end} is before --from {start}", param_hint="--to")
+    from_ts, to_ts = _time_range(start, end)
     url = _resolve_url(database_url, data_dir, ANALYST)
-    from_ts = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    to_ts = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
     try:
         section = fn.run_funnel(
             url, parsed, start=from_ts, end=to_ts, window=window, breakdown=breakdown, unit=unit
         )
     except psycopg.Error as exc:
         _database_error(exc, url, "funnel", ANALYST)
+    emit(section, output)
+
+
+def _time_range(start: date | None, end: date | None) -> tuple[datetime, datetime]:
+    """--from/--to as a half-open UTC range: the last 7 days up to today by default."""
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=6)
+    if end < start:
+        raise click.BadParameter(f"{end} is before --from {start}", param_hint="--to")
+    from_ts = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    return from_ts, datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+
+
+@click.command("paths")
+@click.option("--after", metavar="EVENT",
+              help="The next events after this one within a session (its name or the client's "
+                   "event type). Without it: the sessions' openings and endings.")  # fmt: skip
+@click.option("--from", "start", metavar="DATE", callback=_parse_day,
+              help="First day (YYYY-MM-DD) [default: 6 days before --to].")  # fmt: skip
+@click.option("--to", "end", metavar="DATE", callback=_parse_day,
+              help="Last day, included [default: today (UTC)].")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Most common events shown (per edge without --after).")  # fmt: skip
+@click.option("--format", "output", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)  # fmt: skip
+@database_url_option(ANALYST, "reads analytics.path_transitions and analytics.session_edges")
+@data_dir_option
+def paths(
+    after: str | None,
+    start: date | None,
+    end: date | None,
+    limit: int,
+    output: str,
+    database_url: str | None,
+    data_dir: Path | None,
+) -> None:
+    """The commonest paths within sessions: what users do next after an event, or how their
+    sessions open and end.
+
+    A session is one user's session id; events are ordered by time (then event id).
+    With --after: the next events after EVENT with their count and share, "(end)" when
+    the session had no further event. Without it: the first and the last event of each
+    session, the session start and end markers left out, with the share of sessions.
+    The analyst role is enough; the raw events behind both last 30 days.
+
+    \b
+    Examples:
+      caret-otel paths --after task.created
+      caret-otel paths --after caret.task.provider_api_error --limit 5 --format csv
+      caret-otel paths                                   # session openings and endings
+      caret-otel paths --from 2026-11-01 --to 2026-11-28 --format json
+    """
+    name: str | None = None
+    if after is not None:
+        try:
+            name = fn.event_name(after.strip())
+        except fn.FunnelError as exc:
+            raise click.BadParameter(str(exc), param_hint="--after") from None
+    from_ts, to_ts = _time_range(start, end)
+    url = _resolve_url(database_url, data_dir, ANALYST)
+    try:
+        if name is not None:
+            section = fn.next_events(url, name, start=from_ts, end=to_ts, limit=limit)
+        else:
+            section = fn.session_edges(url, start=from_ts, end=to_ts, limit=limit)
+    except psycopg.Error as exc:
+        _database_error(exc, url, "paths", ANALYST)
     emit(section, output)
 
 
@@ -158,11 +220,21 @@ def evaluation_sections(evaluation: dict[str, Any]) -> list[report_mod.Section]:
     )
     drivers = report_mod.Section(
         "drivers",
-        "Top drivers (permutation importance: ROC AUC lost when the feature is shuffled)",
+        "Top drivers (permutation importance: ROC AUC lost when the driver's features are "
+        "shuffled together)",
+        ("driver", "importance", "std", "features"),
+        [
+            (name, mean, std, ", ".join(DRIVER_GROUPS.get(name, ())))
+            for name, mean, std in evaluation.get("driver_importance", [])[:8]
+        ],
+    )
+    features = report_mod.Section(
+        "features",
+        "Top features (permutation importance: ROC AUC lost when the feature is shuffled)",
         ("feature", "importance", "std"),
         [tuple(row) for row in evaluation["importance"][:8]],
     )
-    return [scorers, drivers]
+    return [scorers, drivers, features]
 
 
 def _print_evaluation(evaluation: dict[str, Any], output: str) -> None:
@@ -183,7 +255,11 @@ def _day(value: date | None) -> date:
               help="Train on the days before this one [default: today (UTC)].")  # fmt: skip
 @click.option("--lookback-days", type=click.IntRange(56, 366),
               default=churn_store.DEFAULT_LOOKBACK_DAYS, show_default=True,
-              help="Days of daily rollups to learn from (at least 56: 28 observed + 2 x 14 labelled).")  # fmt: skip
+              help="Days of daily rollups to learn from (at least 56: 28 observed + 2 x 14 labelled; "
+                   "not with --synthetic).")  # fmt: skip
+@click.option("--synthetic", "use_synthetic", is_flag=True,
+              help="Learn from the in-process population with the simulator's known drivers "
+                   "instead of the rollups (a demo or test database with too few days).")  # fmt: skip
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
               show_default=True)  # fmt: skip
 @database_url_option(WRITER, "reads the rollups, stores the model")
@@ -191,6 +267,7 @@ def _day(value: date | None) -> date:
 def train(
     as_of: date | None,
     lookback_days: int,
+    use_synthetic: bool,
     output: str,
     database_url: str | None,
     data_dir: Path | None,
@@ -201,10 +278,14 @@ def train(
     Examples:
       caret-otel churn train
       caret-otel churn train --as-of 2026-11-30 --lookback-days 180 --format json
+      caret-otel churn train --synthetic && caret-otel churn score   # a demo stack's scores
     """
     url = _resolve_url(database_url, data_dir, WRITER)
     try:
-        result = churn_store.train(url, _day(as_of), lookback_days=lookback_days)
+        if use_synthetic:
+            result = churn_store.train_synthetic(url, _day(as_of))
+        else:
+            result = churn_store.train(url, _day(as_of), lookback_days=lookback_days)
     except psycopg.Error as exc:
         _database_error(exc, url, "churn train", WRITER)
     if output == "table":
@@ -274,9 +355,12 @@ def evaluate(
     _print_evaluation(stored, output)
 
 
-def print_demo_behaviour(analyst_dsn: str, start: datetime, end: datetime) -> None:
-    """What ``caret-otel demo`` shows of this module: a funnel over the simulated traffic and
-    the churn model's evaluation (on the in-process population: see the note it prints)."""
+def print_demo_behaviour(
+    analyst_dsn: str, start: datetime, end: datetime, writer_dsn: str | None = None
+) -> None:
+    """What ``caret-otel demo`` shows of this module: a funnel over the simulated traffic,
+    the churn model's evaluation (trained on the in-process population: see the note it
+    prints) and, with ``writer_dsn``, that model stored and today's users scored with it."""
     steps = [
         fn.parse_step(spec.name, i)
         for i, spec in enumerate(
@@ -297,6 +381,21 @@ def print_demo_behaviour(analyst_dsn: str, start: datetime, end: datetime) -> No
         f"{OBSERVATION_DAYS + 2 * LABEL_DAYS}, so it is judged on "
         "an in-process population with the simulator's known churn drivers (docs/churn.md):"
     )
-    result = churn_model.evaluate(synthetic.generate())
-    for evaluation_section in evaluation_sections(result.as_dict()):
-        print_section(evaluation_section)
+    if writer_dsn is None:
+        result = churn_model.evaluate(synthetic.generate())
+        for evaluation_section in evaluation_sections(result.as_dict()):
+            print_section(evaluation_section)
+        return
+    today = end.date()
+    try:
+        trained = churn_store.train_synthetic(writer_dsn, today)
+        for evaluation_section in evaluation_sections(trained.evaluation.as_dict()):
+            print_section(evaluation_section)
+        scored = churn_store.score(writer_dsn, today)
+    except psycopg.Error as exc:
+        click.echo(f"churn: PostgreSQL refused the query ({type(exc).__name__})", err=True)
+        return
+    click.echo(
+        f"Stored it as churn model {trained.model_id} and scored {scored} simulated user(s) "
+        f"for {today} into agg.churn_scores (analysts: analytics.churn_scores)."
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 
 import click
@@ -10,13 +11,36 @@ import orjson
 import psycopg
 
 from caret_otel.cli.exporter import ANALYST, _resolve_url, data_dir_option, database_url_option
-from caret_otel.experiments import analysis, definitions, planning, store
+from caret_otel.experiments import analysis, definitions, group_sequential, planning, store
+from caret_otel.experiments.definitions import Method
 from caret_otel.experiments.metrics import CATALOG, Kind
 
 dir_option = click.option(
     "--dir", "directory", type=click.Path(path_type=Path, file_okay=False, exists=True),
     default=None, help="Folder of the definitions [default: experiments/ of the checkout].",
 )  # fmt: skip
+
+
+def parse_true_lifts(values: tuple[str, ...]) -> tuple[tuple[str, float], ...] | None:
+    """``simulate --true-lift VARIANT=LIFT`` (repeated) as (variant, lift) pairs; None when
+    none is given (the experiment's default effect)."""
+    if not values:
+        return None
+    pairs: dict[str, float] = {}
+    for value in values:
+        variant, sep, lift = value.partition("=")
+        try:
+            number = float(lift)
+        except ValueError:
+            number = math.nan
+        if not sep or not variant or not math.isfinite(number):
+            raise click.BadParameter(
+                "expected VARIANT=LIFT with a number, e.g. hint=0.05", param_hint="--true-lift"
+            )
+        if variant in pairs:
+            raise click.BadParameter("a variant appears twice", param_hint="--true-lift")
+        pairs[variant] = number
+    return tuple(pairs.items())
 
 
 @click.group()
@@ -29,6 +53,7 @@ def experiments() -> None:
       caret-otel experiments list
       caret-otel experiments plan plan-mode-hint --baseline-mean 0.6 --baseline-sd 0.35
       caret-otel experiments analyze plan-mode-hint --format json
+      caret-otel experiments analyze plan-mode-hint --method always-valid
       caret-otel experiments export --output .caret-otel/experiments.json
     """
 
@@ -117,17 +142,29 @@ def plan(
         baseline_mean, baseline_sd = float(estimate.mean), math.sqrt(float(estimate.variance))
     rate = metric.kind is Kind.PROPORTION or e.primary_metric.endswith("_rate")
     baseline = planning.Baseline(baseline_mean, baseline_sd**2, rate=rate)
+    looks = planning.planned_looks(e)
     needed = planning.required_users(
         baseline, e.minimum_detectable_effect, e.weights,
-        alpha=e.alpha, target_power=e.power, sequential=e.sequential,
+        alpha=e.alpha, target_power=e.power, method=e.method, looks=looks,
     )  # fmt: skip
     click.echo(
         f"{e.key}: primary {e.primary_metric}, baseline {baseline_mean:.4g} (sd {baseline_sd:.4g})"
     )
+    test = {
+        Method.FIXED_HORIZON: "fixed-horizon test, one look at the end",
+        Method.ALWAYS_VALID: "always-valid sequential test, any number of looks",
+        Method.ALPHA_SPENDING: f"alpha-spending test, {looks} daily looks",
+    }[e.method]
     click.echo(
-        f"  {needed} users in all ({'sequential' if e.sequential else 'fixed-horizon'} test,"
-        f" MDE {e.minimum_detectable_effect:+.1%}, alpha {e.alpha}, power {e.power:.0%})"
+        f"  {needed} users in all ({test}, MDE {e.minimum_detectable_effect:+.1%},"
+        f" alpha {e.alpha}, power {e.power:.0%})"
     )
+    if e.method is Method.ALPHA_SPENDING and e.planned_users != needed:
+        click.echo(
+            f"  set `planned_users: {needed}` in {e.key}.yaml: alpha spending reads each look's"
+            " information fraction from it"
+            + (f" (now {e.planned_users})" if e.planned_users else " (now projected from the pace)")
+        )
     try:
         url = url or _resolve_url(database_url, data_dir, ANALYST)
         reach = [r * eligible_share * e.coverage for r in store.recent_reach(url)]
@@ -155,6 +192,15 @@ def _read(url: str, key: str) -> tuple[dict[str, dict[str, analysis.VariantStats
         ) from None
 
 
+def _read_daily(url: str, key: str) -> tuple[list[tuple[date, int]], date]:
+    try:
+        return store.new_users_per_day(url, key)
+    except psycopg.Error as exc:
+        raise click.ClickException(
+            f"cannot read analytics.experiment_exposures_daily ({type(exc).__name__})"
+        ) from None
+
+
 def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else format(value, pattern)
 
@@ -165,24 +211,33 @@ def _fmt(value: float | None, pattern: str) -> str:
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
               show_default=True)  # fmt: skip
 @click.option("--no-cuped", is_flag=True, help="Do not adjust with pre-exposure values.")
+@click.option("--method", "method_name", type=click.Choice([m.value for m in Method]),
+              default=None, help="Another test than the definition's, to compare "
+              "[default: the definition's sequential_method, or fixed-horizon].")  # fmt: skip
 @database_url_option(ANALYST, "reads the analytics.experiment_* views")
 @data_dir_option
 def analyze(
     key: str, directory: Path | None, output: str, no_cuped: bool,
-    database_url: str | None, data_dir: Path | None,
+    database_url: str | None, data_dir: Path | None, method_name: str | None = None,
 ) -> None:  # fmt: skip
     """The result of one experiment: per metric and variant, lift and interval, the
-    sample-ratio check and the decision.
+    sample-ratio check, the method and today's look, and the decision.
 
     \b
     Examples:
       caret-otel experiments analyze plan-mode-hint
       caret-otel experiments analyze plan-mode-hint --format json | jq .decision
+      caret-otel experiments analyze plan-mode-hint --method always-valid
     """
     e = definitions.find(key, directory)
+    method = Method(method_name) if method_name else e.method
     url = _resolve_url(database_url, data_dir, ANALYST)
     table, users = _read(url, key)
-    report = analysis.analyze(e, table, users, cuped=not no_cuped)
+    look = None
+    if method is Method.ALPHA_SPENDING:
+        daily, today = _read_daily(url, key)
+        look = group_sequential.look(e.start, e.end, e.planned_users, daily, today, e.alpha)
+    report = analysis.analyze(e, table, users, cuped=not no_cuped, look=look, method=method)
     if output == "json":
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
         return
@@ -207,9 +262,10 @@ def render(report: analysis.Report) -> str:
             f"{_fmt(r.value, '.4g'):>10} {_fmt(r.lift, '+.1%'):>8} {interval:>19} "
             f"{_fmt(r.adjusted_p_value, '.3g'):>8}{mark}{'  ' + r.note if r.note else ''}"
         )
-    kind = "sequential (always valid)" if report.sequential else "fixed horizon"
+    lines.append(f"method: {report.method_line()}")
     lines.append(
-        f"intervals: {1 - report.alpha:.0%}, {kind}; * significant (secondary: BH-adjusted)"
+        f"intervals: {1 - report.alpha:.0%}, {report.method}; * significant"
+        " (secondary: BH-adjusted)"
     )
     lines.append(f"decision: {report.decision}")
     return "\n".join(lines)

@@ -40,7 +40,7 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # Imported here so `caret-otel --help` lists every command from one place.
-    from caret_otel.cli.behaviour import churn, funnel
+    from caret_otel.cli.behaviour import churn, funnel, paths
     from caret_otel.cli.capacity import capacity
     from caret_otel.cli.dashboards import dashboards
     from caret_otel.cli.experiments import experiments
@@ -65,6 +65,7 @@ def _register_commands() -> None:
     for command in (exporter, db, retention, forget, report):
         cli.add_command(command)
     cli.add_command(funnel)
+    cli.add_command(paths)
     cli.add_command(churn)
 
 

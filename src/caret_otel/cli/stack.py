@@ -327,6 +327,13 @@ def _stack_or_none(data_dir: Path, needed: bool) -> StackInfo | None:
 @click.option("--dry-run", is_flag=True, help="Generate (and dump) only; send nothing.")
 @click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the run's counts as JSON (for scripts and tests).")  # fmt: skip
+@click.option("--experiment", metavar="KEY", default=None,
+              help="Experiment under experiments/ the simulated clients take part in "
+              "[default: demo-plan-hint]; docs/experiments.md.")  # fmt: skip
+@click.option("--no-experiment", is_flag=True, help="Simulate no experiment.")
+@click.option("--true-lift", "true_lifts", metavar="VARIANT=LIFT", multiple=True,
+              help="Known true relative lift of the task success rate for a variant (repeat "
+              "per variant; none given: the experiment's default, 0 for an A/A test).")  # fmt: skip
 def simulate(
     data_dir: Path,
     users: int,
@@ -347,6 +354,9 @@ def simulate(
     dump_events: Path | None,
     dry_run: bool,
     summary_json: Path | None,
+    experiment: str | None = None,
+    no_experiment: bool = False,
+    true_lifts: tuple[str, ...] = (),
 ) -> None:
     """Send realistic, deterministic Caret traffic: N users over D days, back-dated.
 
@@ -365,6 +375,8 @@ def simulate(
       caret-otel simulate --users 50 --days 3 --pace 600   # ten minutes of live-looking traffic
       caret-otel simulate --dry-run --dump-events events.jsonl
       caret-otel simulate --endpoint https://gw.example --token-file token --no-server-side
+      caret-otel simulate --experiment demo-plan-hint --true-lift hint=0.05
+      caret-otel simulate --experiment demo-plan-hint --true-lift hint=0   # an A/A test
     """
     from caret_otel.simulator.run import RunOptions
     from caret_otel.simulator.scenario import ScenarioSettings, build_scenario
@@ -373,7 +385,14 @@ def simulate(
     info = None
     if not dry_run:
         info = _stack_or_none(data_dir, needed=endpoint is None or token_file is None)
-    settings = ScenarioSettings(users, days, seed, plant_secrets, batch_size)
+    from caret_otel.cli.experiments import parse_true_lifts
+    from caret_otel.simulator.experiments import DEMO_EXPERIMENT
+
+    settings = ScenarioSettings(
+        users, days, seed, plant_secrets, batch_size,
+        experiment=None if no_experiment else experiment or DEMO_EXPERIMENT,
+        true_lifts=parse_true_lifts(true_lifts),
+    )  # fmt: skip
     with _err.status("generating traffic..."):
         scenario = build_scenario(settings)
     _say(
@@ -693,7 +712,12 @@ def _demo_results(
     _print_experiment(info)
     from caret_otel.cli.behaviour import print_demo_behaviour
 
-    print_demo_behaviour(info.database.analyst_dsn(), scenario.window_start, datetime.now(UTC))
+    print_demo_behaviour(
+        info.database.analyst_dsn(),
+        scenario.window_start,
+        datetime.now(UTC),
+        writer_dsn=info.database.writer_dsn(),
+    )
     genai_series = _prometheus_series(info)
     table = Table(title="demo summary", title_justify="left", show_header=False, box=None)
     table.add_column(style="bold")

@@ -4,9 +4,11 @@ effect on retention, observed churn by driver and the churn model's scores.
 Source: PostgreSQL only (read-only caret_analyst role): ``analytics.funnel`` and
 ``analytics.session_edges`` (functions over the raw events, 30 days),
 ``analytics.path_transitions``, ``analytics.feature_adoption``,
-``analytics.feature_retention`` and ``analytics.churn_observed`` (migration 0013).
-The model's daily scores (``analytics.churn_scores``) appear once ``caret-otel churn
-score`` has run; the panels here read what the rollups hold on their own.
+``analytics.feature_retention`` and ``analytics.churn_observed`` (migration 0013); the
+churn model's daily scores (``analytics.churn_scores``, ``analytics.churn_risk_daily``,
+with plan and host app since migration 0014) and its evaluation
+(``analytics.churn_models``), written by ``caret-otel churn train`` and ``churn score``
+(docs/churn.md).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 import orjson
 
 from caret_otel.behaviour.funnel import SESSION_MARKERS
+from caret_otel.churn.model import GRADIENT_BOOSTING, RECENCY_RULE
 from caret_otel.dashboards.board import Board
 from caret_otel.dashboards.datasources import POSTGRES
-from caret_otel.dashboards.panels import grid
+from caret_otel.dashboards.panels import graph, grid
 from caret_otel.dashboards.sql import Sql
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events
@@ -102,6 +105,80 @@ FROM analytics.churn_observed($__timeFrom()::date, $__timeTo()::date + 1)
 """
 
 
+# The scores of the last score day in the dashboard's time range.
+_LATEST_SCORES = """
+WITH latest AS (
+    SELECT max(score_day) AS score_day FROM analytics.churn_scores WHERE $__timeFilter(score_day)
+), scores AS (
+    SELECT s.* FROM analytics.churn_scores s JOIN latest USING (score_day)
+)"""
+RISK_BANDS = ((0.5, "high (50 % or more)"), (0.2, "medium (20-50 %)"), (0.0, "low (under 20 %)"))
+"""Churn probability bands of the risk panel: (lower bound, label), highest first."""
+_BAND_CASE = (
+    "CASE "
+    + " ".join(f"WHEN probability >= {low} THEN '{label}'" for low, label in RISK_BANDS[:-1])
+    + f" ELSE '{RISK_BANDS[-1][1]}' END"
+)
+RISK_BANDS_SQL = f"""{_LATEST_SCORES}
+SELECT score_day AS "score day", {_BAND_CASE} AS "risk band", count(*) AS users,
+       round(avg(probability)::numeric, 4) AS "mean probability",
+       round(sum(probability)::numeric, 1) AS "expected churners"
+FROM scores
+GROUP BY score_day, 2
+ORDER BY min(probability) DESC
+"""  # noqa: S608 (literals of this module)
+TOP_DECILE_SQL = f"""{_LATEST_SCORES}
+SELECT host_app AS "host app", plan, count(*) AS users,
+       count(*) FILTER (WHERE risk_decile = 10) AS "top-decile users",
+       round(count(*) FILTER (WHERE risk_decile = 10)::numeric / count(*), 4) AS "top-decile share",
+       round(avg(probability)::numeric, 4) AS "mean probability"
+FROM scores
+GROUP BY host_app, plan
+ORDER BY "top-decile share" DESC, users DESC, host_app, plan
+"""  # noqa: S608
+SCORE_DISTRIBUTION_SQL = f"""{_LATEST_SCORES}
+SELECT to_char(least(floor(probability * 10), 9) / 10, 'FM0.0') || '-'
+       || to_char(least(floor(probability * 10), 9) / 10 + 0.1, 'FM0.0') AS probability,
+       count(*) AS users
+FROM scores
+GROUP BY 1
+ORDER BY 1
+"""  # noqa: S608
+EXPECTED_CHURNERS_SQL = """
+SELECT score_day::timestamp AS "time", sum(users) AS "users scored",
+       sum(expected_churners) AS "expected churners"
+FROM analytics.churn_risk_daily
+WHERE $__timeFilter(score_day)
+GROUP BY score_day
+ORDER BY score_day
+"""
+
+
+def _metric(scorer: str, metric: str) -> str:
+    """One metric of one scorer from the stored evaluation (both constants of this code)."""
+    select = f"(SELECT (s ->> '{metric}')::numeric"
+    return f"{select} FROM jsonb_array_elements(evaluation -> 'scorers') s WHERE s ->> 'name' = '{scorer}')"
+
+
+MODEL_SQL = f"""
+SELECT model_id AS model, trained_at AS "trained at", as_of AS "as of",
+       coalesce(evaluation -> 'training_data' ->> 'source', 'rollups') AS "trained on",
+       evaluation ->> 'test_day' AS "test day",
+       (evaluation ->> 'test_rows')::bigint AS "test users",
+       {_metric(GRADIENT_BOOSTING, "roc_auc")} AS "ROC AUC",
+       {_metric(RECENCY_RULE, "roc_auc")} AS "recency-rule ROC AUC",
+       {_metric(GRADIENT_BOOSTING, "pr_auc")} AS "PR AUC",
+       {_metric(GRADIENT_BOOSTING, "ece")} AS "ECE",
+       {_metric(GRADIENT_BOOSTING, "top_decile_lift")} AS "top-decile lift",
+       (SELECT string_agg(d ->> 0, ', ' ORDER BY n)
+        FROM jsonb_array_elements(evaluation -> 'driver_importance') WITH ORDINALITY AS t (d, n)
+        WHERE n <= 5) AS "top drivers"
+FROM analytics.churn_models
+ORDER BY model_id DESC
+LIMIT 3
+"""  # noqa: S608 (constants of caret_otel.churn.model)
+
+
 def build() -> dict[str, Any]:
     board = Board(
         UID,
@@ -151,8 +228,28 @@ def build() -> dict[str, Any]:
         grid("Observed churn by driver",
              "Users active in the first half of the time range, and the share of them with no activity "
              "in the second half, by provider error rate, distinct features used and plan "
-             "(analytics.churn_observed). "
-             "Model scores: analytics.churn_scores after `caret-otel churn score` (docs/churn.md).",
+             "(analytics.churn_observed).",
              "short", Sql(OBSERVED_CHURN_SQL), width=24),
+        grid("Users by churn risk band",
+             "The model's scores of the last score day in the range: users whose probability of no "
+             "activity in the next 14 days is high, medium or low, with the expected number of "
+             "churners (sum of probabilities; analytics.churn_scores).",
+             "short", Sql(RISK_BANDS_SQL)),
+        grid("Top-decile share by host app and plan",
+             "Share of each host app and plan's scored users in the riskiest tenth (risk decile 10) "
+             "on the last score day; 0.1 is average (analytics.churn_scores).",
+             "short", Sql(TOP_DECILE_SQL)),
+        grid("Churn score distribution",
+             "Scored users per 0.1-wide probability bin on the last score day "
+             "(analytics.churn_scores).", "short", Sql(SCORE_DISTRIBUTION_SQL)),
+        graph("Users scored and expected churners",
+              "Per score day: users scored (active in the 28 days before) and the expected churners "
+              "among them (analytics.churn_risk_daily).",
+              "short", Sql(EXPECTED_CHURNERS_SQL).time_series(), bars=True),
+        grid("Churn model",
+             "The latest stored models: when and on what they were trained, their out-of-time test "
+             "day and ROC AUC against the recency-only rule, calibration error (ECE) and top "
+             "drivers (analytics.churn_models; docs/churn.md).",
+             "short", Sql(MODEL_SQL), width=24),
     )  # fmt: skip
     return board.build()

@@ -2,7 +2,8 @@
 
 Every panel reads a contract view of the business exporter through the ``caret_analyst``
 role: active users, new users, retention, lifecycle, paid conversion, credits, regions,
-model share and sessions. Only two Grafana macros are used, ``$__timeFilter(column)``
+model share, editors and OS families, feedback per model, checkpoint and mode use,
+provider errors by status, and sessions. Only two Grafana macros are used, ``$__timeFilter(column)``
 and ``$__timeFrom()``/``$__timeTo()``, so the e2e test can expand them exactly.
 """
 
@@ -144,6 +145,49 @@ WHERE $__timeFilter(day)
 ORDER BY day
 """
 
+# Real clients (issue 15): editors, feedback per model, checkpoints and modes, as trends
+# (the Product usage board has the totals of the same views).
+USERS_BY_EDITOR_SQL = """
+SELECT day::timestamp AS "time", host_app AS "metric", sum(users) AS "users"
+FROM analytics.host_app_daily
+WHERE $__timeFilter(day)
+GROUP BY day, host_app
+ORDER BY day
+"""
+
+USERS_BY_OS_SQL = """
+SELECT day::timestamp AS "time", os_family AS "metric", sum(users) AS "users"
+FROM analytics.host_app_daily
+WHERE $__timeFilter(day)
+GROUP BY day, os_family
+ORDER BY day
+"""
+
+THUMBS_UP_RATE_SQL = """
+SELECT day::timestamp AS "time", provider || ' / ' || model AS "metric",
+       sum(thumbs_up)::float8 / nullif(sum(thumbs_up) + sum(thumbs_down), 0) AS "thumbs-up rate"
+FROM analytics.feedback_by_model
+WHERE $__timeFilter(day)
+GROUP BY day, provider, model
+ORDER BY day
+"""
+
+CHECKPOINT_MODE_USE_SQL = """
+SELECT day::timestamp AS "time", feature || ' ' || action AS "metric", sum(uses) AS "uses"
+FROM analytics.checkpoint_mode_daily
+WHERE $__timeFilter(day)
+GROUP BY day, feature, action
+ORDER BY day
+"""
+
+PROVIDER_ERRORS_BY_STATUS_SQL = """
+SELECT day::timestamp AS "time", status AS "metric", sum(errors) AS "errors"
+FROM analytics.provider_errors_daily
+WHERE $__timeFilter(day)
+GROUP BY day, status
+ORDER BY day
+"""
+
 FEATURE_ADOPTION_SQL = """
 SELECT day::timestamp AS "time", feature AS "metric", adoption_28d AS "adoption"
 FROM analytics.feature_usage_daily
@@ -156,7 +200,8 @@ def build() -> dict[str, Any]:
     board = Board(
         UID,
         "Caret · Business",
-        "Active users, retention, lifecycle, conversion, credits, regions, model share and sessions "
+        "Active users, retention, lifecycle, conversion, credits, regions, model share, editors, feedback, "
+        "checkpoints and modes, provider errors and sessions "
         "from the PostgreSQL analyst views (read-only caret_analyst role).",
         [POSTGRES],
         [custom_variable("granularity", "Cohort granularity", ("day", "week"),
@@ -204,8 +249,25 @@ def build() -> dict[str, Any]:
               Sql(FEATURE_ADOPTION_SQL).time_series()),
     )  # fmt: skip
     board.row(
+        "Editors, feedback and modes",
+        graph("Active users by editor", "Distinct users per day and host app (VS Code, Cursor, ...), one "
+              "person counted once across login (analytics.host_app_daily).", "short",
+              Sql(USERS_BY_EDITOR_SQL).time_series()),
+        graph("Active users by OS family", "Distinct users per day and OS family (analytics.host_app_daily).",
+              "short", Sql(USERS_BY_OS_SQL).time_series()),
+        graph("Thumbs-up rate per model", "Thumbs up / (up + down) on task results per day, per model of the "
+              "task (analytics.feedback_by_model).", "percentunit", Sql(THUMBS_UP_RATE_SQL).time_series()),
+        graph("Checkpoint and mode use", "Checkpoint operations and plan/act switches per day "
+              "(analytics.checkpoint_mode_daily).", "short", Sql(CHECKPOINT_MODE_USE_SQL).time_series(),
+              bars=True, stacked=True),
+        graph("Provider errors by HTTP status", "Provider errors the clients reported per day, by HTTP status "
+              "(analytics.provider_errors_daily; rates per model are on Product usage).", "short",
+              Sql(PROVIDER_ERRORS_BY_STATUS_SQL).time_series(), bars=True, stacked=True, width=24),
+    )  # fmt: skip
+    board.row(
         "Sessions",
-        graph("Sessions per day", "Sessions (split after 30 minutes of inactivity), users and single-event sessions.",
+        graph("Sessions per day", "Sessions (split after 30 minutes of inactivity; one person's session "
+              "split by login counts once), users and single-event sessions.",
               "short", Sql(SESSIONS_SQL).time_series()),
         graph("Session length p50 / p90", "Session length (last event - first event) per day.", "s",
               Sql(SESSION_LENGTH_SQL).time_series()),

@@ -2,9 +2,11 @@
 
 Exposed users per experiment and variant over time (a lopsided split is the first sign
 of a sample-ratio mismatch), and each variant against control per metric with the
-fixed-horizon interval of ``analytics.experiment_results``. The decision - sequential
-intervals, CUPED, the sample-ratio check, Benjamini-Hochberg - is
-``caret-otel experiments analyze KEY`` (docs/experiments.md); the board says so.
+fixed-horizon interval of ``analytics.experiment_results`` at today's look (the day since
+the first exposure is a column). The decision - the experiment's method (alpha spending
+over daily looks by default, or always-valid intervals), CUPED, the sample-ratio check,
+Benjamini-Hochberg - is ``caret-otel experiments analyze KEY`` (docs/experiments.md); the
+board says so.
 """
 
 from __future__ import annotations
@@ -56,13 +58,19 @@ ORDER BY experiment_key, variant
 """
 
 RESULTS_SQL = """
-SELECT experiment_key AS "experiment", variant AS "variant", metric AS "metric",
-       control_users AS "control users", users AS "users",
-       round(control_value::numeric, 4) AS "control", round(value::numeric, 4) AS "variant value",
-       round(lift::numeric, 4) AS "lift", round(lift_ci_low::numeric, 4) AS "95 % low",
-       round(lift_ci_high::numeric, 4) AS "95 % high"
-FROM analytics.experiment_results
-ORDER BY experiment_key, metric, variant
+SELECT r.experiment_key AS "experiment", r.variant AS "variant", r.metric AS "metric",
+       'fixed horizon, 95 %' AS "method",
+       analytics.as_of() - f.first_day + 1 AS "look: day since first exposure",
+       r.control_users AS "control users", r.users AS "users",
+       round(r.control_value::numeric, 4) AS "control",
+       round(r.value::numeric, 4) AS "variant value",
+       round(r.lift::numeric, 4) AS "lift", round(r.lift_ci_low::numeric, 4) AS "95 % low",
+       round(r.lift_ci_high::numeric, 4) AS "95 % high"
+FROM analytics.experiment_results r
+JOIN (SELECT experiment_key, min(day) AS first_day
+      FROM analytics.experiment_exposures_daily GROUP BY experiment_key) f
+    ON f.experiment_key = r.experiment_key
+ORDER BY r.experiment_key, r.metric, r.variant
 """
 
 COMPLETION_SQL = """
@@ -88,7 +96,9 @@ def build() -> dict[str, Any]:
         UID,
         "Caret · Experiments",
         "A/B experiments: exposed users per variant and each variant against control per metric "
-        "(fixed-horizon view; decide with `caret-otel experiments analyze KEY`).",
+        "(a fixed-horizon 95 % interval at today's look, not the experiment's sequential method: "
+        "decide with `caret-otel experiments analyze KEY`, which applies alpha spending or the "
+        "always-valid test and names the look).",
         [POSTGRES],
         [],
         time_from="now-30d",
@@ -110,9 +120,12 @@ def build() -> dict[str, Any]:
     board.row(
         "Results",
         grid("Each variant against control",
-             "Relative lift per metric with a fixed-horizon 95 % delta-method interval (no CUPED, no "
-             "sequential correction, no sample-ratio check: use `caret-otel experiments analyze`); "
-             "variants under 10 users are not shown.", "short", Sql(RESULTS_SQL), width=24, height=10),
+             "Method: fixed horizon, 95 %, at today's look (column: day since the experiment's first "
+             "exposure). Relative lift per metric with a delta-method interval - no CUPED, no "
+             "sequential correction (peeking at it daily inflates false positives), no sample-ratio "
+             "check. The decision uses the experiment's method: `caret-otel experiments analyze KEY` "
+             "(alpha spending by default: its boundary at today's look). Variants under 10 users "
+             "are not shown.", "short", Sql(RESULTS_SQL), width=24, height=10),
         grid("Task completion rate per variant", "Tasks completed successfully / tasks started since the first exposure.",
              "short", Sql(COMPLETION_SQL)),
         grid("Metric values per variant", "Per-user mean, or ratio of sums for ratio metrics, since the first exposure.",

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import stats
-from .definitions import CONTROL, Experiment
+from .definitions import CONTROL, Experiment, ExperimentError, Method
+from .group_sequential import Look
 from .metrics import CATALOG, Kind
 from .stats import Estimate, Moments
 
@@ -61,11 +62,31 @@ class Report:
     srm_failed: bool
     sequential: bool
     alpha: float
+    method: str = Method.FIXED_HORIZON.value
+    look: Look | None = None
+    """Today's look (alpha spending only)."""
     results: list[MetricResult] = field(default_factory=list)
     decision: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        document = asdict(self)
+        if self.look is not None:
+            document["look"] |= {
+                "number": self.look.number,
+                "fraction": self.look.fraction,
+                "nominal_alpha": self.look.nominal_alpha,
+                "description": self.look.describe(),
+            }
+        return document
+
+    def method_line(self) -> str:
+        """Which test, and for alpha spending which look."""
+        if self.method == Method.ALPHA_SPENDING:
+            look = self.look.describe() if self.look else "no look yet (no exposures)"
+            return f"alpha spending (group-sequential, O'Brien-Fleming type): {look}"
+        if self.method == Method.ALWAYS_VALID:
+            return "always valid (GrowthBook's sequential test): any look, any day"
+        return "fixed horizon: valid at one look, at the planned end"
 
 
 def _estimates(
@@ -108,9 +129,22 @@ def _estimates(
     )
 
 
+def _test(
+    method: Method, a: Estimate, b: Estimate, alpha: float, look: Look | None
+) -> stats.TestResult:
+    if method is Method.ALPHA_SPENDING:
+        if look is None:
+            raise ExperimentError("look: alpha spending needs the day's look (exposures per day)")
+        return stats.group_sequential_test(a, b, look.fractions, alpha, look.spending)
+    if method is Method.ALWAYS_VALID:
+        return stats.sequential_test(a, b, alpha)
+    return stats.t_test(a, b, alpha)
+
+
 def compare(
     metric: str, role: str, variant: str, control: VariantStats | None,
-    treatment: VariantStats | None, *, alpha: float, sequential: bool, cuped: bool = True,
+    treatment: VariantStats | None, *, alpha: float, method: Method, look: Look | None = None,
+    cuped: bool = True,
 ) -> MetricResult:  # fmt: skip
     """One variant against control on one metric."""
     if (
@@ -124,7 +158,7 @@ def compare(
         )  # fmt: skip
     kind = CATALOG[metric].kind
     a, b, adjusted = _estimates(kind, control, treatment, cuped and CATALOG[metric].cuped)
-    test = stats.sequential_test(a, b, alpha) if sequential else stats.t_test(a, b, alpha)
+    test = _test(method, a, b, alpha, look)
     if not bool(test.valid):
         return MetricResult(
             metric, role, variant, control.users, treatment.users,
@@ -146,8 +180,13 @@ def analyze(
     users: Mapping[str, int],
     *,
     cuped: bool = True,
+    look: Look | None = None,
+    method: Method | None = None,
 ) -> Report:
-    """The report of ``experiment`` from ``table[metric][variant]`` and users per variant."""
+    """The report of ``experiment`` from ``table[metric][variant]`` and users per variant;
+    ``look``: today's look (:func:`group_sequential.look`), needed by alpha spending;
+    ``method``: another test than the definition's (to compare)."""
+    method = method or experiment.method
     counts = [users.get(v, 0) for v in experiment.variant_keys]
     srm = stats.srm_p_value(counts, experiment.weights)
     report = Report(
@@ -155,8 +194,10 @@ def analyze(
         users={v: users.get(v, 0) for v in experiment.variant_keys},
         srm_p_value=srm,
         srm_failed=sum(counts) > 0 and srm < stats.SRM_P_VALUE,
-        sequential=experiment.sequential,
+        sequential=method is not Method.FIXED_HORIZON,
         alpha=experiment.alpha,
+        method=method.value,
+        look=look if method is Method.ALPHA_SPENDING else None,
     )
     roles: Sequence[tuple[str, Sequence[str]]] = (
         ("primary", (experiment.primary_metric,)),
@@ -175,7 +216,8 @@ def analyze(
                         rows.get(CONTROL),
                         rows.get(variant),
                         alpha=experiment.alpha,
-                        sequential=experiment.sequential,
+                        method=method,
+                        look=report.look,
                         cuped=cuped,
                     )
                 )

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +29,21 @@ SCHEMA_FILE: Final = "experiment.schema.json"
 CONTROL: Final = "control"
 DEFAULT_ALPHA: Final = 0.05
 DEFAULT_POWER: Final = 0.8
+
+
+class Method(StrEnum):
+    """How an experiment's intervals and p-values are computed (docs/experiments.md)."""
+
+    FIXED_HORIZON = "fixed-horizon"
+    """One look, at the planned end (``sequential: false``)."""
+    ALPHA_SPENDING = "alpha-spending"
+    """Group-sequential: one look a day, Lan-DeMets O'Brien-Fleming-type alpha spending
+    (the default)."""
+    ALWAYS_VALID = "always-valid"
+    """GrowthBook's always-valid confidence sequence: any number of looks."""
+
+
+DEFAULT_SEQUENTIAL_METHOD: Final = Method.ALPHA_SPENDING
 
 
 class ExperimentError(InputError):
@@ -96,7 +112,16 @@ class Experiment:
     alpha: float
     power: float
     sequential: bool
+    sequential_method: Method = DEFAULT_SEQUENTIAL_METHOD
+    planned_users: int | None = None
+    """Users (all variants) at the planned end: alpha spending's information fraction is
+    users so far / planned_users. Without it, projected from the pace so far to ``end``."""
     path: Path | None = None
+
+    @property
+    def method(self) -> Method:
+        """The test ``analyze`` and ``plan`` use."""
+        return self.sequential_method if self.sequential else Method.FIXED_HORIZON
 
     @property
     def weights(self) -> tuple[float, ...]:
@@ -174,6 +199,8 @@ def _parse(document: dict[str, Any], path: Path) -> Experiment:
         alpha=float(document.get("alpha", DEFAULT_ALPHA)),
         power=float(document.get("power", DEFAULT_POWER)),
         sequential=bool(document.get("sequential", True)),
+        sequential_method=Method(document.get("sequential_method", DEFAULT_SEQUENTIAL_METHOD)),
+        planned_users=document.get("planned_users"),
         path=path,
     )
 
@@ -190,6 +217,15 @@ def _rules(experiment: Experiment, where: str) -> Iterable[str]:
         yield f"{where}: variants: the weights must add up to 1"
     if experiment.end is not None and experiment.end <= experiment.start:
         yield f"{where}: end: must be after start"
+    if (
+        experiment.method is Method.ALPHA_SPENDING
+        and experiment.end is None
+        and experiment.planned_users is None
+    ):
+        yield (
+            f"{where}: planned_users: alpha spending needs planned_users or an end date"
+            " (the information fraction of each daily look)"
+        )
     roles = [
         experiment.primary_metric,
         *experiment.secondary_metrics,

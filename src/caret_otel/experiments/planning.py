@@ -8,7 +8,11 @@ proportion's ``p (1 - p)`` for rates and like a count's mean for other metrics.
 
 - fixed horizon: power ``= Phi(mde / se - z_(1 - alpha/2))``, so ``N = ((z_(1-alpha/2) +
   z_power) c / mde)^2``;
-- sequential: the always-valid half-width ``w(N)`` replaces the z-quantile: power
+- alpha spending (the default): the probability that the group-sequential design crosses
+  its upper boundary at one of ``looks`` equally spaced daily looks when the expected z at
+  the planned end is ``mde / se(N)`` (``group_sequential.power``, the same recursive
+  integration as the boundaries); ``N`` from the drift that gives the target power;
+- always valid: the always-valid half-width ``w(N)`` replaces the z-quantile: power
   ``= Phi((mde - w(N)) / se(N))`` at the planned end (looks before it only add power), and
   ``N`` is found by bisection.
 """
@@ -21,7 +25,19 @@ from dataclasses import dataclass
 
 from scipy import stats as sps
 
+from . import group_sequential
+from .definitions import Experiment, Method
 from .stats import SEQUENTIAL_TUNING, sequential_rho
+
+DEFAULT_LOOKS = 28
+"""Daily looks assumed for an alpha-spending experiment without an end date."""
+
+
+def planned_looks(experiment: Experiment) -> int:
+    """One look a day from start to end (:data:`DEFAULT_LOOKS` without an end)."""
+    if experiment.end is None:
+        return DEFAULT_LOOKS
+    return (experiment.end - experiment.start).days + 1
 
 
 @dataclass(frozen=True)
@@ -63,13 +79,17 @@ def _sequential_width(se: float, total: float, alpha: float) -> float:
 
 def power(
     baseline: Baseline, mde: float, total_users: float, weights: Sequence[float],
-    *, alpha: float = 0.05, sequential: bool = False,
+    *, alpha: float = 0.05, method: Method = Method.FIXED_HORIZON, looks: int = DEFAULT_LOOKS,
 ) -> float:  # fmt: skip
-    """Probability that a true relative lift of ``mde`` is detected with ``total_users``."""
+    """Probability that a true relative lift of ``mde`` is detected with ``total_users``
+    (for alpha spending: at one of ``looks`` daily looks, the last with ``total_users``)."""
     if total_users <= 2:
         return 0.0
     se = unit_std_error(baseline, mde, weights) / math.sqrt(total_users)
-    if sequential:
+    if method is Method.ALPHA_SPENDING:
+        fractions = group_sequential.equal_fractions(looks)
+        return group_sequential.power(mde / se, fractions, alpha)
+    if method is Method.ALWAYS_VALID:
         return float(sps.norm.cdf((mde - _sequential_width(se, total_users, alpha)) / se))
     z = sps.norm.ppf(1 - alpha / 2)
     return float(sps.norm.cdf(mde / se - z) + sps.norm.cdf(-mde / se - z))
@@ -77,19 +97,25 @@ def power(
 
 def required_users(
     baseline: Baseline, mde: float, weights: Sequence[float],
-    *, alpha: float = 0.05, target_power: float = 0.8, sequential: bool = False,
+    *, alpha: float = 0.05, target_power: float = 0.8,
+    method: Method = Method.FIXED_HORIZON, looks: int = DEFAULT_LOOKS,
 ) -> int:  # fmt: skip
-    """Users in all variants together for ``target_power``."""
+    """Users in all variants together for ``target_power`` with ``method``."""
     c = unit_std_error(baseline, mde, weights)
     fixed = float(((sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(target_power)) * c / mde) ** 2)
-    if not sequential:
+    if method is Method.FIXED_HORIZON:
         return math.ceil(fixed)
+    if method is Method.ALPHA_SPENDING:
+        fractions = group_sequential.equal_fractions(looks)
+        drift = group_sequential.drift_for_power(target_power, fractions, alpha)
+        return math.ceil((drift * c / mde) ** 2)
     low, high = fixed, fixed
-    while power(baseline, mde, high, weights, alpha=alpha, sequential=True) < target_power:
+    valid = Method.ALWAYS_VALID
+    while power(baseline, mde, high, weights, alpha=alpha, method=valid) < target_power:
         high *= 2
     while high - low > 1:
         middle = (low + high) / 2
-        if power(baseline, mde, middle, weights, alpha=alpha, sequential=True) < target_power:
+        if power(baseline, mde, middle, weights, alpha=alpha, method=valid) < target_power:
             low = middle
         else:
             high = middle

@@ -10,7 +10,9 @@ analyses one experiment from PostgreSQL and 500 simulated ones at once:
 - CUPED: ``post - theta * pre`` with ``theta = cov(post, pre) / var(pre)`` pooled over
   both variants (gbstats' ``compute_theta``);
 - the fixed-horizon Welch t-test and GrowthBook's sequential test (the always-valid
-  confidence sequence of Waudby-Smith et al. 2023, tuning parameter 5000).
+  confidence sequence of Waudby-Smith et al. 2023, tuning parameter 5000);
+- the group-sequential alpha-spending test (``group_sequential``; not in gbstats), the
+  default for daily looks.
 
 We do not import gbstats at run time: it pins ``numpy<2`` and ``pandas<2`` and brings
 pandas and nbformat for a few dozen lines of arithmetic. ``tests/unit/experiments`` checks
@@ -28,6 +30,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
+
+from . import group_sequential
 
 FloatArray = npt.NDArray[np.float64]
 Number = float | FloatArray
@@ -253,3 +257,22 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     if not p_values:
         return []
     return [float(v) for v in sps.false_discovery_control(np.asarray(p_values, float), method="bh")]
+
+
+def group_sequential_test(
+    a: Estimate, b: Estimate, fractions: Sequence[float], alpha: float = 0.05,
+    spending: Sequence[float] | None = None,
+) -> TestResult:  # fmt: skip
+    """The alpha-spending test at the last of ``fractions`` (``group_sequential``): the
+    z-statistic of the relative lift (delta-method standard error) against the look's
+    boundary ``c``; the repeated confidence interval ``lift +- c se`` and the repeated
+    p-value (below alpha exactly when ``|z| >= c``)."""
+    valid = _valid(a, b)
+    lift, variance, _ = _lift_and_variance(a, b)
+    bound = group_sequential.boundaries(fractions, alpha, spending)[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt(variance)
+        z = lift / se
+        width = bound * se if np.isfinite(bound) else np.full_like(se, np.inf)
+    p = group_sequential.repeated_p_value(np.where(valid, z, 0.0), fractions, alpha, spending)
+    return _finish(valid, lift, lift - width, lift + width, p, se)

@@ -3,6 +3,7 @@ read-only caret_analyst login is enough)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -18,6 +19,10 @@ FROM analytics.experiment_variant_stats WHERE experiment_key = %s
 _USERS = """
 SELECT variant, max(users) FROM analytics.experiment_exposures_daily
 WHERE experiment_key = %s GROUP BY variant
+"""
+_DAILY = """
+SELECT day, sum(new_users) FROM analytics.experiment_exposures_daily
+WHERE experiment_key = %s GROUP BY day ORDER BY day
 """
 _TRAFFIC = """
 SELECT dau, wau, mau FROM analytics.active_users
@@ -42,6 +47,16 @@ def variant_stats(
             )
         users = {str(v): int(n) for v, n in conn.execute(_USERS, (key,)).fetchall()}
     return table, users
+
+
+def new_users_per_day(conninfo: str, key: str) -> tuple[list[tuple[date, int]], date]:
+    """Users first exposed per day (all variants) and the analysts' today
+    (``analytics.as_of()``): the input of alpha spending's daily looks."""
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(_DAILY, (key,)).fetchall()
+        today_row = conn.execute("SELECT analytics.as_of()").fetchone()
+    assert today_row is not None
+    return [(day, int(n)) for day, n in rows], today_row[0]
 
 
 def recent_reach(conninfo: str) -> list[float]:

@@ -6,7 +6,7 @@ by the Collector on everything it receives, so that data sent straight to the Co
 the one registry, so they cannot disagree about which keys exist, which are
 pseudonymous, forbidden or metric-safe.
 
-The pass is five processors that the pipelines of ``otel-collector-config.yaml`` run
+The pass is six processors that the pipelines of ``otel-collector-config.yaml`` run
 right after ``memory_limiter`` (:data:`INGRESS_PROCESSORS`):
 
 1. ``redaction/pseudonyms`` - keyed HMAC-SHA256 of every pseudonymous attribute whose
@@ -14,30 +14,36 @@ right after ``memory_limiter`` (:data:`INGRESS_PROCESSORS`):
 2. ``transform/pseudonym_format`` - writes those digests as ``v<key-id>:<hex>``, the
    shape of the gateway's pseudonyms, so the business exporter accepts them and
    ``forget`` finds them once the key is also given to the Python side.
-3. ``redaction/allowlist`` - fail closed: only registry keys that are not forbidden
+3. ``transform/normalise`` - Unicode format and C0 control characters removed from every
+   top-level string (one pass), so a zero-width character cannot hide a secret; the
+   Collector cannot NFKC or percent-decode, so the secret patterns take full-width and
+   percent-encoded separators instead.
+4. ``redaction/allowlist`` - fail closed: only registry keys that are not forbidden
    survive, on resources, scopes, spans, span events, log records, log-body maps (at
    any depth) and data points; every remaining value (all types, log bodies included)
    is scanned for secrets.
-4. ``transform/privacy`` - what the redaction processor does not reach: span, event,
+5. ``transform/privacy`` - what the redaction processor does not reach: span, event,
    scope and metric names, status messages, severity texts, event names (all at
    ``error_mode: propagate``: a failing statement fails the batch rather than letting
    raw data through); span links (dropped) and exemplars (metric-safe keys, masked);
    metric data points limited to metric-safe keys; pseudonymous keys removed from
    metric resources, so no user-level value can become a label or ``target_info``;
-   every public string that is not free text checked against its registry value shape
-   (deleted on a mismatch, or ``other`` as a metric label); span trace state cleared;
+   every public string that is not free text, every ``string[]`` element and every coarse
+   value checked against its registry value shape, every number and boolean against its
+   type (deleted on a mismatch, or ``other`` as a metric label); span trace state cleared;
    ``schema_url`` kept only when it is upstream's; ``scope.version`` only a version;
    metric units and descriptions replaced from the registry.
-5. ``filter/registry_metrics`` (metrics only, first) - only registry metrics go on.
+6. ``filter/registry_metrics`` (metrics only, first) - only registry metrics go on.
 
-The secret patterns are RE2 (Go) regexes for the kinds the Python processor redacts
-(:data:`caret_otel.processors.privacy.redaction.KINDS`); the Collector masks them with ``****``.
+The secret patterns are the RE2 (Go) forms of the Python processor's detectors, produced
+from the same definitions (:data:`caret_otel.processors.privacy.redaction.DETECTORS`); the
+Collector masks them with ``****``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -60,15 +66,16 @@ with ``summary: silent``, so any such key came from a sender and is not in the r
 
 PSEUDONYMS: Final = "redaction/pseudonyms"
 PSEUDONYM_FORMAT: Final = "transform/pseudonym_format"
+NORMALISE: Final = "transform/normalise"
 ALLOWLIST: Final = "redaction/allowlist"
 PRIVACY: Final = "transform/privacy"
 METRIC_ALLOWLIST: Final = "filter/registry_metrics"
 INGRESS_PROCESSORS: Final[dict[str, tuple[str, ...]]] = {
     # Metrics lose every pseudonymous key (never a label), so they skip the HMAC steps;
     # only registry metrics go on (to Prometheus and the business leg).
-    "traces": (PSEUDONYMS, PSEUDONYM_FORMAT, ALLOWLIST, PRIVACY),
-    "logs": (PSEUDONYMS, PSEUDONYM_FORMAT, ALLOWLIST, PRIVACY),
-    "metrics": (METRIC_ALLOWLIST, ALLOWLIST, PRIVACY),
+    "traces": (PSEUDONYMS, PSEUDONYM_FORMAT, NORMALISE, ALLOWLIST, PRIVACY),
+    "logs": (PSEUDONYMS, PSEUDONYM_FORMAT, NORMALISE, ALLOWLIST, PRIVACY),
+    "metrics": (METRIC_ALLOWLIST, NORMALISE, ALLOWLIST, PRIVACY),
 }
 """The privacy processors each ingress pipeline runs, in order, after memory_limiter."""
 
@@ -93,99 +100,27 @@ class SecretPattern:
 
 ROUTE_ATTRIBUTES: Final = (attrs.HTTP_ROUTE,)
 """Attributes whose values are URL route templates by definition."""
+COARSE_SHAPES: Final[dict[str, str]] = {
+    "country_code": "iso_country",
+    "continent_code": "continent",
+}
+"""The named shape a ``coarse`` attribute's value must have here: the gateway generalises
+(``kr`` -> ``KR``), the Collector only checks (deleted, or ``other`` as a metric label)."""
 VERSION_SHAPE: Final = "semver"
 """The named shape ``scope.version`` must match (else it is cleared)."""
+STRIPPED_RE2: Final = "[\\p{Cf}" + python_redaction.CONTROL_RE.pattern[1:-1] + "]+"
+"""What ``transform/normalise`` removes from every string before the secret patterns run:
+Unicode format characters (zero-width spaces and joiners, bidi marks, which hide an
+e-mail or a path from a pattern) and the C0 control characters the gateway refuses."""
 SCHEMA_URL_RE2: Final = r"^https://opentelemetry\.io/schemas/[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
 """The only ``schema_url`` kept (resource and scope); any other is cleared."""
 
 
-_PATH_CHAR = r"""[^\\/\s"'<>|:*?,;()\[\]{}]"""
-# A path component may contain single spaces ("C:\Users\Jane Doe\..."), but only when a
-# separator follows, so that the words after a path are not taken as part of it.
-_REST = rf"(?:(?: {_PATH_CHAR}+)*[\\/]{_PATH_CHAR}+)*"
-_POSIX_REST = rf"(?:(?: {_PATH_CHAR}+)*/{_PATH_CHAR}+)*"
-_POSIX_MORE = rf"(?:(?: {_PATH_CHAR}+)*/{_PATH_CHAR}+)+"
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
-_H = r"[0-9A-Fa-f]{1,4}"
-
-_SHARED_EARLY: Final = tuple(
-    SecretPattern(d.kind, d.pattern)
-    for d in python_redaction.SHARED_DETECTORS
-    if d.kind != python_redaction.PATH
-)
-_SHARED_LATE: Final = tuple(
-    SecretPattern(d.kind, d.pattern)
-    for d in python_redaction.SHARED_DETECTORS
-    if d.kind == python_redaction.PATH
-)
-
-SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
-    # Most specific first, like the Python processor: a credential URL is masked before
-    # the e-mail pattern could take its user@host part.
-    SecretPattern(
-        python_redaction.PEM_KEY,
-        r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)",
-    ),
-    # One definition with the Python processor (redaction.SHARED_DETECTORS).
-    *_SHARED_EARLY,
-    SecretPattern(python_redaction.URL_CREDENTIALS, r"""(?i:[a-z][a-z0-9+.-]*://[^\s/?#<>"']*@)"""),
-    SecretPattern(
-        python_redaction.BEARER_TOKEN, r"(?i:\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,})"
-    ),
-    # After the looser `token`, only values with a digit: "invalid token provided" stays.
-    SecretPattern(
-        python_redaction.BEARER_TOKEN, r"(?i:\btoken\s+[A-Za-z0-9._~+/=-]*[0-9][A-Za-z0-9._~+/=-]*)"
-    ),
-    SecretPattern(
-        python_redaction.API_KEY,
-        r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
-        r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|xox[abposr]-[A-Za-z0-9-]{10,}"
-        r"|glpat-[A-Za-z0-9_-]{20,})",
-    ),
-    SecretPattern(
-        python_redaction.API_KEY,
-        r"(?i:\b(?:[a-z0-9]+[_-])*(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey"
-        r"|access[_-]?key|private[_-]?key)"
-        r"""["']?\s*[=:]\s*["']?[^\s"'&,;}<>]+)""",
-    ),
-    # Letters and combining marks of any script, so NFC and NFD forms both match whole.
-    SecretPattern(
-        python_redaction.EMAIL,
-        r"[\p{L}\p{M}\p{N}._%+!#$&'*=?^`{|}~-]{1,64}@(?:[\p{L}\p{M}\p{N}-]{1,63}\.){1,8}"
-        r"\p{L}[\p{L}\p{M}\p{N}-]{0,62}",
-    ),
-    SecretPattern(python_redaction.PATH, r"""(?i:file://)[^\s"'<>]+"""),
-    SecretPattern(python_redaction.PATH, rf"\b[A-Za-z]:[\\/]{_PATH_CHAR}*{_REST}"),
-    SecretPattern(python_redaction.PATH, rf"\\\\{_PATH_CHAR}+{_REST}"),
-    SecretPattern(python_redaction.PATH, rf"\B~[\\/]{_PATH_CHAR}*{_REST}"),
-    # Home directories name their owner; structured values never hold them.
-    SecretPattern(
-        python_redaction.PATH, rf"/(?:home|Users|root|var/home)/{_PATH_CHAR}+{_POSIX_REST}/?"
-    ),
-    # Any absolute path of two or more components, after a delimiter (RE2 has no
-    # look-behind, so the delimiter is masked too) - the paths inside URLs are not taken.
-    SecretPattern(
-        python_redaction.PATH,
-        rf"""(?:^|[\s"'=(\[{{,;<>|])/{_PATH_CHAR}+{_POSIX_MORE}/?""",
-        matches_routes=True,
-    ),
-    *_SHARED_LATE,
-    # IPv6: all eight groups, or a "::" form; clock times (10:00:00) have neither.
-    SecretPattern(
-        python_redaction.IPV6,
-        rf"(?:\b(?:{_H}:){{6}}{_IPV4}|(?:\b{_H}(?::{_H}){{0,5}}|\B)::(?:{_H}:){{0,4}}{_IPV4}"
-        rf"|\b(?:{_H}:){{7}}{_H}\b|\b{_H}(?::{_H}){{0,6}}::(?:{_H}(?::{_H}){{0,6}}\b)?"
-        rf"|\B::{_H}(?::{_H}){{0,6}}\b)(?:%[\w.-]+)?",
-    ),
-    SecretPattern(python_redaction.IPV4, rf"\b{_IPV4}\b"),
-    # 12-19 digits (optionally grouped by spaces or dashes) starting like a card network's
-    # issuer prefix. RE2 cannot check Luhn, so a few non-cards are masked too.
-    SecretPattern(
-        python_redaction.CARD_NUMBER,
-        r"\b(?:4[0-9]{3}|5[0-8][0-9]{2}|2[2-7][0-9]{2}|3[0-9]{3}|6[0-9]{3}|81[0-9]{2})"
-        r"(?:[ -]?[0-9]){8,15}\b",
-    ),
+SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = tuple(
+    # One definition with the Python processor, in its order (most specific first: a
+    # credential URL is masked before the e-mail pattern could take its user@host part).
+    SecretPattern(d.kind, d.re2, d.matches_routes)
+    for d in python_redaction.DETECTORS
 )
 
 
@@ -239,6 +174,10 @@ class PolicyView:
     routes: tuple[str, ...]
     shaped: tuple[tuple[str, Shape], ...] = ()
     """Public string attributes (not free text) and their value shapes."""
+    shaped_arrays: tuple[tuple[str, Shape], ...] = ()
+    """Public string[] attributes (not free text) and the shape of every element."""
+    typed: tuple[tuple[str, str], ...] = ()
+    """Public attributes of a scalar type other than string, and that type."""
     metrics: tuple[tuple[str, str, str], ...] = ()
     """(name, unit, brief) of every registry metric."""
     version_shape: Shape | None = None
@@ -252,13 +191,33 @@ class PolicyView:
             pseudonymous=tuple(a.name for a in attributes if a.privacy == "pseudonymous"),
             metric_safe=tuple(a.name for a in attributes if a.metric and a.privacy != "forbidden"),
             routes=tuple(a.name for a in attributes if a.name in ROUTE_ATTRIBUTES),
-            shaped=tuple(
+            shaped=(
+                *(
+                    (a.name, reg.shapes[a.shape])
+                    for a in attributes
+                    if a.privacy == "public"
+                    and a.type == "string"
+                    and not a.free_text
+                    and a.shape in reg.shapes
+                ),
+                *(
+                    (a.name, reg.shapes[COARSE_SHAPES[a.coarse]])
+                    for a in attributes
+                    if a.privacy == "coarse" and a.coarse in COARSE_SHAPES
+                ),
+            ),
+            shaped_arrays=tuple(
                 (a.name, reg.shapes[a.shape])
                 for a in attributes
                 if a.privacy == "public"
-                and a.type == "string"
+                and a.type == "string[]"
                 and not a.free_text
                 and a.shape in reg.shapes
+            ),
+            typed=tuple(
+                (a.name, a.type)
+                for a in attributes
+                if a.privacy == "public" and a.type in _TYPE_CHECKS
             ),
             metrics=tuple(
                 (m.name, m.unit, " ".join(m.brief.split()))
@@ -311,10 +270,29 @@ _LOG_CONTEXTS: Final = (("resource", "resource"), ("scope", "scope"), ("log", "l
 def _format_statements(view: PolicyView, prefix: str) -> list[str]:
     # "$$1" is the regex group ("$1") once the config resolver has unescaped it.
     replacement = ottl_string(f"v{HMAC_KEY_ID_PLACEHOLDER}:$$1")
-    return [
+    out = [
         f"replace_pattern({prefix}.attributes[{ottl_string(key)}], {_pattern(DIGEST_RE2)}, {replacement})"
         for key in view.pseudonymous
     ]
+    # A value with line breaks is hashed line by line (a digest per line): not one
+    # pseudonym, so it goes.
+    out += [
+        f"delete_key({prefix}.attributes, {ottl_string(key)}) where"
+        f" {prefix}.attributes[{ottl_string(key)}] != nil and"
+        f" not IsMatch({prefix}.attributes[{ottl_string(key)}], {_pattern(PSEUDONYM_RE2)})"
+        for key in view.pseudonymous
+    ]
+    if prefix == "log":  # redaction/pseudonyms hashes the keys of a map body too
+        for key in view.pseudonymous:
+            target = f"log.body[{ottl_string(key)}]"
+            out.append(
+                f"replace_pattern({target}, {_pattern(DIGEST_RE2)}, {replacement}) where IsMap(log.body)"
+            )
+            out.append(
+                f"delete_key(log.body, {ottl_string(key)}) where IsMap(log.body) and {target} != nil"
+                f" and not IsMatch({target}, {_pattern(PSEUDONYM_RE2)})"
+            )
+    return out
 
 
 def _transform_pseudonym_format(view: PolicyView) -> dict[str, Any]:
@@ -328,6 +306,60 @@ def _transform_pseudonym_format(view: PolicyView) -> dict[str, Any]:
         "error_mode": "propagate",
         "trace_statements": groups(_TRACE_CONTEXTS),
         "log_statements": groups(_LOG_CONTEXTS),
+    }
+
+
+def _strip(target: str, *, where: str = "") -> str:
+    suffix = f" where {where}" if where else ""
+    return f'replace_pattern({target}, {_pattern(STRIPPED_RE2)}, ""){suffix}'
+
+
+def _strip_map(target: str, *, where: str = "") -> str:
+    suffix = f" where {where}" if where else ""
+    return f'replace_all_patterns({target}, "value", {_pattern(STRIPPED_RE2)}, ""){suffix}'
+
+
+def _transform_normalise() -> dict[str, Any]:
+    """One pass over every string the secret patterns scan, before they do: the
+    Collector cannot NFKC or percent-decode (the patterns take full-width and
+    percent-encoded separators instead), but it can drop format characters."""
+    resource = {"context": "resource", "statements": [_strip_map("resource.attributes")]}
+    scope = {
+        "context": "scope",
+        "statements": [
+            _strip_map("scope.attributes"),
+            _strip("scope.name"),
+            _strip("scope.version"),
+        ],
+    }
+    span = {
+        "context": "span",
+        "statements": [
+            _strip_map("span.attributes"),
+            _strip("span.name"),
+            _strip("span.status.message"),
+        ],
+    }
+    spanevent = {
+        "context": "spanevent",
+        "statements": [_strip_map("spanevent.attributes"), _strip("spanevent.name")],
+    }
+    log = {
+        "context": "log",
+        "statements": [
+            _strip_map("log.attributes"),
+            _strip("log.body", where="IsString(log.body)"),
+            _strip_map("log.body", where="IsMap(log.body)"),
+            _strip("log.event_name"),
+            _strip("log.severity_text"),
+        ],
+    }
+    datapoint = {"context": "datapoint", "statements": [_strip_map("datapoint.attributes")]}
+    return {
+        "error_mode": "propagate",
+        "trace_statements": [resource, scope, span, spanevent],
+        "log_statements": [resource, scope, log],
+        "metric_statements": [resource, scope, datapoint],
     }
 
 
@@ -354,34 +386,83 @@ def _names(*targets: str) -> list[str]:
     return [_mask(target, secrets_pattern()) for target in targets]
 
 
+def _values(shape: Shape) -> str:
+    """An RE2 regex (not anchored) for one value of ``shape``."""
+    if shape.enum is not None:
+        return "(?:" + "|".join(re.escape(v) for v in shape.enum) + ")"
+    return f"(?:{shape.pattern})"
+
+
 def shape_mismatch(target: str, shape: Shape) -> str:
     """An OTTL condition true when ``target`` is set and is not a value of ``shape``
     (a value the redaction processor masked no longer matches any shape)."""
-    if shape.enum is not None:
-        anchored = "^(?:" + "|".join(re.escape(v) for v in shape.enum) + ")$"
-    else:
-        anchored = f"^(?:{shape.pattern})$"
+    anchored = f"^{_values(shape)}$"
     parts = [f"not IsMatch({target}, {_pattern(anchored)})", f"Len({target}) > {shape.max_length}"]
     parts += [f"IsMatch({target}, {_pattern(deny)})" for deny in shape.deny]
     return f"{target} != nil and ({' or '.join(parts)})"
+
+
+def array_shape_mismatch(target: str, shape: Shape) -> str:
+    """An OTTL condition true when the string[] ``target`` is set and any element is not
+    a value of ``shape``. OTTL has no loop over a slice, but reads one as its JSON text
+    (``["stop","length"]``), which a regex can check element by element: every element
+    a quoted value of the shape, none longer than the limit, no deny pattern anywhere.
+    A value JSON escapes (a quote, a control character, ``<``) carries a backslash no
+    shape allows, so it fails too: the whole array is dropped."""
+    element = f'"{_values(shape)}"'
+    anchored = rf"^\[(?:{element}(?:,{element})*)?\]$"
+    too_long = f'"[^"]{{{shape.max_length + 1},}}"'
+    parts = [
+        f"not IsMatch({target}, {_pattern(anchored)})",
+        f"IsMatch({target}, {_pattern(too_long)})",
+    ]
+    parts += [f"IsMatch({target}, {_pattern(deny)})" for deny in shape.deny]
+    return f"{target} != nil and ({' or '.join(parts)})"
+
+
+_TYPE_CHECKS: Final[dict[str, str]] = {
+    "int": "IsInt({0})",
+    "double": "(IsDouble({0}) or IsInt({0}))",
+    "boolean": "IsBool({0})",
+}
+"""OTTL conditions true when a value has the registry type (a double may come as an int)."""
+
+
+def type_mismatch(target: str, type_name: str) -> str:
+    """An OTTL condition true when ``target`` is set and not of the registry type: a
+    string under an int key would otherwise carry any text past the shape checks."""
+    return f"{target} != nil and not {_TYPE_CHECKS[type_name].format(target)}"
+
+
+def _mismatches(view: PolicyView, target: Callable[[str], str]) -> list[tuple[str, str]]:
+    """(key, OTTL condition) of every shaped key (strings and string arrays) and every
+    key of another scalar type."""
+    return [
+        *((key, shape_mismatch(target(key), shape)) for key, shape in view.shaped),
+        *((key, array_shape_mismatch(target(key), shape)) for key, shape in view.shaped_arrays),
+        *((key, type_mismatch(target(key), type_name)) for key, type_name in view.typed),
+    ]
 
 
 def _shapes(view: PolicyView, prefix: str, *, label: bool = False) -> list[str]:
     """Shaped keys of ``prefix``'s attributes: deleted on a mismatch, or as a metric
     label (``label``) replaced by ``other``."""
     out = []
-    for key, shape in view.shaped:
+    typed = {key for key, _ in view.typed}
+    for key, mismatch in _mismatches(view, lambda k: f"{prefix}[{ottl_string(k)}]"):
         target = f"{prefix}[{ottl_string(key)}]"
-        action = f'set({target}, "other")' if label else f"delete_key({prefix}, {ottl_string(key)})"
-        out.append(f"{action} where {shape_mismatch(target, shape)}")
+        if label and key not in typed:
+            action = f'set({target}, "other")'
+        else:
+            action = f"delete_key({prefix}, {ottl_string(key)})"
+        out.append(f"{action} where {mismatch}")
     return out
 
 
 def _body_shapes(view: PolicyView) -> list[str]:
     return [
-        f"delete_key(log.body, {ottl_string(key)}) where IsMap(log.body) and "
-        + shape_mismatch(f"log.body[{ottl_string(key)}]", shape)
-        for key, shape in view.shaped
+        f"delete_key(log.body, {ottl_string(key)}) where IsMap(log.body) and {mismatch}"
+        for key, mismatch in _mismatches(view, lambda k: f"log.body[{ottl_string(k)}]")
     ]
 
 
@@ -514,6 +595,7 @@ def collector_privacy_config(reg: Registry) -> dict[str, Any]:
     return {
         PSEUDONYMS: _redaction_pseudonyms(view),
         PSEUDONYM_FORMAT: _transform_pseudonym_format(view),
+        NORMALISE: _transform_normalise(),
         METRIC_ALLOWLIST: _filter_metrics(view),
         ALLOWLIST: _redaction_allowlist(view),
         PRIVACY: _transform_privacy(view),
@@ -523,6 +605,7 @@ def collector_privacy_config(reg: Registry) -> dict[str, Any]:
 _COMMENTS: Final[dict[str, str]] = {
     PSEUDONYMS: "Keyed HMAC-SHA256 of pseudonymous attributes that arrive un-hashed.",
     PSEUDONYM_FORMAT: "Digests written as v<key-id>:<hex>, the gateway's pseudonym shape.",
+    NORMALISE: "Format and control characters removed before the secret patterns run.",
     ALLOWLIST: "Fail closed: only registry keys that are not forbidden; secrets masked in every value.",
     PRIVACY: "Names, bodies, links, exemplars, metric labels, value shapes, trace state, schema URLs, units (error_mode: propagate).",
     METRIC_ALLOWLIST: "Only registry metrics go on (to Prometheus and the business leg).",
@@ -547,9 +630,10 @@ _HEADER: Final = """\
 # Limits (see docs/operations.md): span links are dropped (no processor can filter
 # their attributes); log-body map keys must be registry keys too; points of one metric
 # that collide after label removal are not merged; coarse values are generalised by the
-# gateway, not here; card numbers are matched by issuer prefix and length (RE2 cannot
-# check Luhn); http.route is scanned without the absolute-path pattern; entity refs and
-# string[] element shapes are out of OTTL's reach (the gateway checks them).
+# gateway, not here (only their shape is checked); card numbers are matched by issuer
+# prefix and length (RE2 cannot check Luhn); http.route is scanned without the
+# absolute-path pattern; entity refs are out of OTTL's reach (the gateway checks them);
+# string[] values are checked element by element through their JSON text.
 """
 
 

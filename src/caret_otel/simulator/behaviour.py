@@ -380,7 +380,8 @@ def _task(ctx: _Context, at: datetime) -> datetime:
                     attrs.CARET_TASK_TURN_SOURCE: _ASSISTANT_SOURCE,
                 },
             )
-    outcome = weighted(rng, catalog.TASK_OUTCOMES) if ok else _ERROR_OUTCOME
+    outcomes = churn_drivers.task_outcomes(catalog.TASK_OUTCOMES, ctx.churn, at)
+    outcome = weighted(rng, outcomes) if ok else _ERROR_OUTCOME
     if ok and experiment is not None:
         outcome = experiment.outcome(variant, outcome, task_id)
     at += timedelta(seconds=rng.uniform(1, 30))
@@ -405,8 +406,9 @@ def _task(ctx: _Context, at: datetime) -> datetime:
             {attrs.CARET_TASK_ID: task_id} if with_task else {},
             raw=dict(properties),
         )
-    if ok and rng.random() < catalog.FEEDBACK_SHARE:
-        thumbs = "thumbs_up" if rng.random() < catalog.THUMBS_UP_RATE else "thumbs_down"
+    if ok and rng.random() < churn_drivers.feedback_share(catalog.FEEDBACK_SHARE, ctx.churn, at):
+        up_rate = churn_drivers.thumbs_up_rate(catalog.THUMBS_UP_RATE, ctx.churn, at)
+        thumbs = "thumbs_up" if rng.random() < up_rate else "thumbs_down"
         at += timedelta(seconds=rng.uniform(2, 40))
         ctx.emit(
             at,

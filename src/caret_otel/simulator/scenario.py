@@ -44,6 +44,9 @@ class ScenarioSettings:
     experiment: str | None = DEMO_EXPERIMENT
     """Key of an experiment under experiments/ to run, with its known true effect
     (None: no experiment)."""
+    true_lifts: tuple[tuple[str, float], ...] | None = None
+    """(variant, relative lift of the task success rate) pairs; None: the experiment's
+    default (simulator/experiments.py TRUE_LIFTS), () : none (an A/A test)."""
 
     def check(self) -> None:
         if self.users < 1:
@@ -159,7 +162,8 @@ def build_scenario(settings: ScenarioSettings, end: datetime | None = None) -> S
     window_end = (end or datetime.now(UTC)).astimezone(UTC)
     window_start = window_end - timedelta(days=settings.days)
     population = build_population(settings.seed, settings.users, window_start, settings.days)
-    experiment = simulated(settings.experiment) if settings.experiment else None
+    lifts = None if settings.true_lifts is None else dict(settings.true_lifts)
+    experiment = simulated(settings.experiment, lifts) if settings.experiment else None
     traffic: list[UserTraffic] = []
     for user in population:
         if settings.plant_secrets:

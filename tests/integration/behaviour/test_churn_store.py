@@ -34,6 +34,7 @@ def _write(url: str, data: f.DailyAggregates) -> None:
             "agg.user_daily_usage",
             "agg.user_daily_feature",
             "agg.sessions",
+            "agg.user_daily_tasks",
         ):
             for month in months:
                 conn.execute("SELECT meta.ensure_partition(%s, %s)", (table, month))
@@ -52,6 +53,11 @@ def _write(url: str, data: f.DailyAggregates) -> None:
                     (day, user, "pro" if row[f.PAID] else "free", int(row[f.EVENTS]),
                      int(row[f.REQUESTS]), int(row[f.ERRORS]), int(row[f.TOKENS])),
                 )  # fmt: skip
+                cur.execute(
+                    "INSERT INTO agg.user_daily_tasks VALUES (%s, %s, %s, %s, %s, 0, %s, %s)",
+                    (day, user, "VS Code" if u % 3 else "Cursor", int(row[f.TASKS]),
+                     int(row[f.COMPLETED]), int(row[f.THUMBS_UP]), int(row[f.THUMBS_DOWN])),
+                )  # fmt: skip
                 for s in range(int(row[f.SESSIONS])):
                     cur.execute(
                         "INSERT INTO agg.sessions VALUES (%s, %s, %s, %s, %s, 1)",
@@ -67,9 +73,9 @@ def _write(url: str, data: f.DailyAggregates) -> None:
             for u, user in enumerate(names):
                 seen = f"{data.day_at(int(data.first_seen[u]))} 09:00:00+00"
                 cur.execute(
-                    "INSERT INTO core.users (user_pseudonym, first_seen_at, last_seen_at)"
-                    " VALUES (%s, %s, %s)",
-                    (user, seen, seen),
+                    "INSERT INTO core.users (user_pseudonym, first_seen_at, last_seen_at, plan)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (user, seen, seen, "pro" if v[u, :, f.PAID].any() else "free"),
                 )
 
 
@@ -127,6 +133,10 @@ def test_train_then_score_into_a_table_the_analyst_reads(database: str) -> None:
             (as_of,),
         ).fetchone()
         deciles = conn.execute("SELECT sum(users) FROM analytics.churn_risk_daily").fetchone()
+        segments = conn.execute(
+            "SELECT DISTINCT host_app, plan FROM analytics.churn_scores WHERE score_day = %s",
+            (as_of,),
+        ).fetchall()
         evaluation = conn.execute(
             "SELECT evaluation->'scorers' FROM analytics.churn_models"
         ).fetchone()
@@ -137,6 +147,9 @@ def test_train_then_score_into_a_table_the_analyst_reads(database: str) -> None:
     assert 0 <= rows[1] < rows[2] <= 1
     assert (rows[3], rows[4]) == (1, 10)
     assert deciles == (scored,)
+    assert set(segments) == {
+        (app, plan) for app in ("VS Code", "Cursor") for plan in ("pro", "free")
+    }
     assert evaluation is not None
     assert len(evaluation[0]) == 3
 

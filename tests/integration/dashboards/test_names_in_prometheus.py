@@ -34,15 +34,24 @@ pytestmark = pytest.mark.integration
 SERVICE = f"dashboards-names-{uuid.uuid4().hex[:8]}"
 
 
-def _label_value(attribute: str) -> str:
-    """A value the attribute's registry shape accepts (else the Collector would fold the
-    label into ``other``): ``v`` where any text goes, else the registry's own example."""
+def _label_value(attribute: str) -> str | int | bool:
+    """A value of the attribute's registry type that its shape accepts (else the
+    Collector's privacy pass would drop it or fold it into ``other``): the registry's own
+    example (``v`` for an attribute without one); 7 for an int, True for a boolean."""
     rule = load_policy().rule(attribute)
+    if rule is not None and rule.type == "int":
+        return 7
+    if rule is not None and rule.type == "boolean":
+        return True
     shape = rule.shape if rule is not None else None
-    if shape is None or shape.matches("v"):
-        return "v"
-    examples = load_registry().attributes[attribute].examples
-    return next(str(e) for e in examples if isinstance(e, str) and shape.matches(e))
+    examples = [e for e in load_registry().attributes[attribute].examples if isinstance(e, str)]
+    # a coarse value (a country code) has no shape here but one in the Collector's pass
+    return next((e for e in examples if shape is None or shape.matches(e)), "v")
+
+
+def _as_label(value: str | int | bool) -> str:
+    """How Prometheus shows an attribute value as a label."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 LABEL_VALUES = {name: _label_value(name) for spec in metrics.ALL for name in spec.attributes}
@@ -84,7 +93,7 @@ def test_registry_metric_reaches_prometheus_under_the_computed_name(
         found = prometheus.wait_for(q.selector(name, q.match("job", f".*{SERVICE}")), timeout=60)
         labels = found[0]["metric"]
         for attribute in spec.attributes:
-            expected = LABEL_VALUES[attribute]
+            expected = _as_label(LABEL_VALUES[attribute])
             assert labels.get(prometheus_label(attribute)) == expected, (name, attribute, labels)
 
 

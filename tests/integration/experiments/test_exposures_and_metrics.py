@@ -3,6 +3,7 @@ experiment, the per-user metrics, the k-threshold, `forget`, retention, and `ana
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from integration.exporter.exporter_helpers import at, event, load, pseudonym, query
 
 from caret_otel.cli.experiments import experiments as experiments_cli
+from caret_otel.dashboards import experiments as experiments_board
 from caret_otel.exporters.postgres.deletion import forget
 from caret_otel.exporters.postgres.retention import run_retention
 from caret_otel.semconv import attributes as attrs
@@ -176,6 +178,26 @@ def test_analyze_prints_the_table_and_json(database: str) -> None:
     primary = next(r for r in report["results"] if r["role"] == "primary")
     assert primary["lift"] == pytest.approx(20 / 18 - 1)
     assert primary["ci_low"] < primary["lift"] < primary["ci_high"]
+    # the method and today's look: one day of exposures, planned users projected to the end
+    assert report["method"] == "alpha-spending"
+    look = report["look"]
+    day = (date.today() - date(2026, 11, 1)).days + 1
+    assert (look["day"], look["planned_days"], look["number"], look["users"]) == (day, 92, 1, 24)
+    assert look["projected"]
+    assert look["planned_users"] == math.ceil(24 * 92 / min(day, 92))
+    assert f"alpha spending (group-sequential, O'Brien-Fleming type): day {day} of 92, look 1" in (
+        table.output
+    )
+    # the dashboard's results grid names its method and the look (days since the first exposure)
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(experiments_board.RESULTS_SQL).fetchall()
+    assert {(r[0], r[3], r[4]) for r in rows} == {(KEY, "fixed horizon, 95 %", 4)}
+    # the same data with GrowthBook's always-valid test, for comparison
+    valid = runner.invoke(experiments_cli, [*args, "--format", "json", "--method", "always-valid"])
+    other = orjson.loads(valid.output)
+    assert other["method"] == "always-valid"
+    assert other["look"] is None
+    assert next(r for r in other["results"] if r["role"] == "primary")["lift"] == primary["lift"]
 
 
 def test_plan_reads_the_baseline_and_the_traffic_from_the_database(database: str) -> None:
@@ -185,7 +207,9 @@ def test_plan_reads_the_baseline_and_the_traffic_from_the_database(database: str
     assert result.exit_code == 0, result.output
     # the control's completion rate so far (18 of 24 tasks) is the baseline
     assert "baseline 0.75" in result.output
-    assert "users in all (sequential test, MDE +5.0%" in result.output
+    # the definition's method: alpha spending over one look a day from start to end
+    assert "users in all (alpha-spending test, 92 daily looks, MDE +5.0%" in result.output
+    assert "set `planned_users: " in result.output
     # 24 users, all of them active in the last week: no new users to reach 2,950
     assert (
         "duration: not reachable at current traffic (24 eligible users in 28 days" in result.output

@@ -24,12 +24,14 @@ def test_clients_and_services_get_the_active_definitions(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the repository's definition without its end date: active whenever the test runs
+    # the repository's definition without its end date (planned users instead, for alpha
+    # spending): active whenever the test runs
     folder = tmp_path / "definitions"
     folder.mkdir()
     shutil.copy(definitions.default_directory() / definitions.SCHEMA_FILE, folder)
     text = (definitions.default_directory() / "plan-mode-hint.yaml").read_text()
-    (folder / "plan-mode-hint.yaml").write_text(text.replace('end: "2027-01-31"\n', ""))
+    open_ended = text.replace('end: "2027-01-31"\n', "planned_users: 4000\n")
+    (folder / "plan-mode-hint.yaml").write_text(open_ended)
     served = tmp_path / "experiments.json"
     result = CliRunner().invoke(
         experiments_cli, ["export", "--dir", str(folder), "--output", str(served)]

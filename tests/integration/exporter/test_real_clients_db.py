@@ -181,3 +181,36 @@ def test_forget_of_either_side_removes_the_link(loaded: tuple[str, Corpus]) -> N
     deletion.forget(url, [PSEUDONYMIZER.pseudonymize(corpus.logins[1][1])], loki=None)
     (links,) = one(url, "SELECT count(*) FROM core.identity_links")
     assert links == 2 * (len(corpus.logins) - 2)
+
+
+def test_swapped_ids_in_one_batch_are_one_link_not_a_stalled_exporter(
+    postgres: PostgresServer, now: datetime
+) -> None:
+    """Two events of one load naming the same machine and account the other way round
+    (a careless or hostile client): stored, one pair in each direction, sides agreeing."""
+    url = migrated_database(postgres, "exp_swapped_ids")
+    machine, account = "ab" * 32, "acct_swapped"
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    corpus = Corpus()
+    for user, device in ((account, machine), (machine, account)):
+        corpus.events.append(
+            {
+                "event_type": "task.created",
+                "user_id_hash": user,
+                "session_id": "vscode-session-swapped",
+                "timestamp": stamp,
+                "properties": {"ulid": "01JDSWAPPED000000000000000", "device_id": device},
+                "client_info": {"version": "3.40.0", "platform": "Visual Studio Code"},
+            }
+        )
+    store(url, corpus, now)
+    with psycopg.connect(url) as conn:
+        links = conn.execute(
+            "SELECT user_pseudonym, linked_pseudonym, side FROM core.identity_links"
+        ).fetchall()
+        (stored,) = conn.execute("SELECT count(*) FROM raw.events").fetchone() or (0,)
+    assert stored == 2
+    assert len(links) == 2
+    sides = {(user, linked): side for user, linked, side in links}
+    (first, second), side = next(iter(sides.items()))
+    assert sides[(second, first)] == ("account" if side == "device" else "device")

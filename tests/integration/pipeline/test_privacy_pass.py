@@ -75,8 +75,8 @@ SECRETS = (
     Secret(py.CARD_NUMBER, "card 4111 1111 1111 1111 charged", "1111 1111 1111"),
     Secret(py.CARD_NUMBER, "amex 378282246310005", "378282246310005"),
     Secret(py.CARD_NUMBER, "discover 6011-1111-1111-1117", "6011-1111"),
-    # The detectors written once for both passes, on their own cases.
-    *(Secret(d.kind, text, core) for d in py.SHARED_DETECTORS for text, core in d.redacts),
+    # Every detector (one definition for both passes), on its own cases.
+    *(Secret(d.kind, text, core) for d in py.DETECTORS for text, core in d.redacts),
 )
 # Free text that is not a secret and must come through unchanged.
 SURVIVORS = (
@@ -86,7 +86,7 @@ SURVIVORS = (
     "since 2024-01-01T10:00:00Z",
     "invalid token provided",
     "request 627cc493-f310-47de-96bd-71410b7dec09",
-    *(text for d in py.SHARED_DETECTORS for text in d.keeps),
+    *(text for d in py.DETECTORS for text in d.keeps),
 )
 RAW_USER = f"raw-user-{uuid.uuid4().hex[:8]}"
 UNKNOWN_METRIC = "custom.leak.requests"
@@ -464,7 +464,9 @@ def test_secrets_are_masked_in_log_bodies_names_and_attributes(landed: Landed) -
     for index, secret in enumerate(SECRETS):
         record = by_id[eid(f"log-{index}")]
         attributes = otlp_attributes(record["attributes"])
-        assert record["eventName"].startswith("caret.test.probe ")
+        # (RE2 has no look-behind: a pattern that needs a delimiter before the match
+        # masks that delimiter too.)
+        assert record["eventName"].startswith("caret.test.probe")
         for value in (
             record["eventName"],
             record["severityText"],

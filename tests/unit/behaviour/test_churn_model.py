@@ -14,7 +14,7 @@ import pytest
 
 from caret_otel.churn import features as f
 from caret_otel.churn import model, synthetic
-from caret_otel.simulator import churn_drivers
+from caret_otel.simulator import catalog, churn_drivers
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,16 @@ def test_the_model_is_calibrated(evaluation: model.Evaluation) -> None:
 def test_the_top_drivers_include_every_injected_one(evaluation: model.Evaluation) -> None:
     top = set(evaluation.top_drivers(5))
     for driver, shown_in in churn_drivers.DRIVERS.items():
+        assert set(shown_in) <= set(f.DRIVER_GROUPS), driver
         assert top & set(shown_in), f"{driver} ({shown_in}) not among the top drivers {top}"
+    # the new task-outcome features carry the frustration signal on their own too
+    by_feature = [name for name, _, _ in evaluation.importance]
+    assert by_feature.index("task_completion_rate_7d") < 5
+
+
+def test_driver_groups_cover_every_feature_once() -> None:
+    grouped = [name for names in f.DRIVER_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.FEATURES)
 
 
 def test_the_split_is_by_time(evaluation: model.Evaluation) -> None:
@@ -59,6 +68,10 @@ def test_the_baseline_without_drivers_finds_nothing_to_add() -> None:
     data = synthetic.generate(users=2000, days=112, seed=7)
     values = data.values.copy()
     values[:, :, f.ERRORS] = np.round(values[:, :, f.REQUESTS] * synthetic.BASE_ERROR_RATE)
+    values[:, :, f.COMPLETED] = np.round(values[:, :, f.TASKS] * 0.8)
+    rated = values[:, :, f.THUMBS_UP] + values[:, :, f.THUMBS_DOWN]
+    values[:, :, f.THUMBS_DOWN] = np.round(rated * (1 - catalog.THUMBS_UP_RATE))
+    values[:, :, f.THUMBS_UP] = rated - values[:, :, f.THUMBS_DOWN]
     values[:, :, len(f.METRICS) :] = 0
     blind = f.DailyAggregates(data.users, data.first_day, values, data.first_seen)
     result = model.evaluate(blind, importance_repeats=1)
@@ -77,6 +90,8 @@ def test_features_follow_their_definitions() -> None:
     v[0, 30, f.ACTIVE] = 1  # user a: active 5 days before the snapshot at 35
     v[0, 30, f.REQUESTS], v[0, 30, f.ERRORS] = 10, 2
     v[0, 30, len(f.METRICS)] = 3  # one adopted feature
+    v[0, 30, [f.TASKS, f.COMPLETED, f.THUMBS_UP, f.THUMBS_DOWN]] = 4, 3, 1, 3
+    v[0, 20, [f.TASKS, f.COMPLETED]] = 4, 0  # outside the last 7 days
     v[1, 10, f.ACTIVE] = 1  # user b: active 25 days before, then back within the label window
     v[1, 40, f.ACTIVE] = 1
     v[2, 41, f.ACTIVE] = 1  # user c: not a user yet at the snapshot
@@ -87,6 +102,14 @@ def test_features_follow_their_definitions() -> None:
     assert snap.x[0, col["error_rate_7d"]] == pytest.approx(0.2)
     assert snap.x[:, col["features_adopted_28d"]].tolist() == [1, 0]
     assert snap.x[:, col["tenure_days"]].tolist() == [35, 35]
+    assert snap.x[0, col["tasks_28d"]] == 8
+    assert snap.x[0, col["task_completion_rate_7d"]] == pytest.approx(0.75)
+    assert snap.x[0, col["task_completion_rate_28d"]] == pytest.approx(3 / 8)
+    assert snap.x[0, col["thumbs_down_share_28d"]] == pytest.approx(0.75)
+    # no task, no rating: missing, not zero
+    assert np.isnan(snap.x[1, col["task_completion_rate_28d"]])
+    assert np.isnan(snap.x[1, col["task_completion_rate_7d"]])
+    assert np.isnan(snap.x[1, col["thumbs_down_share_28d"]])
     assert snap.y is not None
     assert snap.y.tolist() == [1, 0]
     with pytest.raises(ValueError, match="label window"):

@@ -1,12 +1,16 @@
 """The simulator's users have the known reasons to leave (caret_otel.simulator.churn_drivers):
-provider errors pile up before they leave, and they send nothing afterwards."""
+provider errors, unfinished tasks and thumbs-down answers pile up before they leave, and
+they send nothing afterwards."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from caret_otel.semconv import attributes as attrs
+from caret_otel.semconv import events
 from caret_otel.simulator import churn_drivers
 from caret_otel.simulator.behaviour import generate_user_traffic
+from caret_otel.simulator.fields import property_key
 from caret_otel.simulator.population import build_population
 
 END = datetime(2026, 12, 1, tzinfo=UTC)
@@ -48,3 +52,28 @@ def test_adopters_leave_less_often() -> None:
         return sum(gone) / len(gone)
 
     assert left(False) > 1.5 * left(True)
+
+
+def test_failed_tasks_and_thumbs_down_rise_before_leaving() -> None:
+    population = build_population(5, 300, START, 28)
+    outcome_key = property_key(attrs.CARET_TASK_OUTCOME)
+    feedback_key = property_key(attrs.CARET_FEEDBACK_TYPE)
+    completed_type = events.CARET_TASK_COMPLETED.client_event
+    feedback_type = events.CARET_TASK_FEEDBACK.client_event
+    # [tasks, successful, ratings, thumbs down] while frustrated / otherwise
+    counts = {True: [0, 0, 0, 0], False: [0, 0, 0, 0]}
+    for user in population:
+        profile = churn_drivers.simulated_profile(5, user, START)
+        for e in generate_user_traffic(5, user, START, END).events:
+            cell = counts[profile.frustrated(e.at)]
+            if e.event_type == completed_type:
+                cell[0] += 1
+                cell[1] += e.properties[outcome_key] == churn_drivers.SUCCESS_OUTCOME
+            elif e.event_type == feedback_type:
+                cell[2] += 1
+                cell[3] += e.properties[feedback_key] == "thumbs_down"
+    frustrated, otherwise = counts[True], counts[False]
+    assert frustrated[0] > 200
+    assert frustrated[1] / frustrated[0] < 0.75 * otherwise[1] / otherwise[0]
+    assert frustrated[2] > 20
+    assert frustrated[3] / frustrated[2] > 2 * otherwise[3] / otherwise[2]

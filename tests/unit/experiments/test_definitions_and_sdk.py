@@ -51,6 +51,9 @@ def test_the_repository_definitions_pass_and_the_schema_lists_the_catalog() -> N
         (("primary: task_completion_rate", "primary: happiness"), "metrics/primary: enum"),
         (("minimum_detectable_effect: 0.05", "minimum_detectable_effect: 2"), "minimum_detectable_effect: maximum"),
         (("status: running", "status: running\nsurprise: 1"), "additionalProperties"),
+        (('end: "2027-01-31"', ""), "planned_users: alpha spending needs planned_users or an end"),
+        (("sequential_method: alpha-spending", "sequential_method: peeking"), "sequential_method: enum"),
+        (("power: 0.8", "power: 0.8\nplanned_users: 5"), "planned_users: minimum"),
     ],
 )  # fmt: skip
 def test_each_broken_rule_is_named_by_file_and_field(
@@ -64,6 +67,24 @@ def test_each_broken_rule_is_named_by_file_and_field(
     assert any(p.startswith("plan-mode-hint.yaml: ") and expected in p for p in problems), problems
     result = CliRunner().invoke(experiments_cli, ["check", "--dir", str(folder)])
     assert result.exit_code == 1
+
+
+def test_alpha_spending_is_the_default_method_and_sequential_false_is_fixed_horizon(
+    folder: Path,
+) -> None:
+    path = folder / "plan-mode-hint.yaml"
+    text = path.read_text()
+    without = "\n".join(line for line in text.splitlines() if "sequential_method" not in line)
+    path.write_text(without)
+    [experiment] = definitions.load(folder)
+    assert experiment.method is definitions.Method.ALPHA_SPENDING
+    assert experiment.planned_users is None
+    path.write_text(without.replace("sequential: true", "sequential: false"))
+    [experiment] = definitions.load(folder)
+    assert experiment.method is definitions.Method.FIXED_HORIZON
+    path.write_text(text.replace("alpha-spending", "always-valid"))
+    [experiment] = definitions.load(folder)
+    assert experiment.method is definitions.Method.ALWAYS_VALID
 
 
 def test_the_file_name_must_be_the_key_and_yaml_errors_name_the_line(folder: Path) -> None:

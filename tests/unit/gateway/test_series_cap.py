@@ -1,14 +1,16 @@
 """The gateway's client-event metrics keep a bounded number of series per metric:
 label sets beyond the cap are folded into one series whose labels are all ``other``,
-counted, for counters and histograms alike."""
+counted, for counters and histograms alike; the count is on the gateway's /metrics."""
 
 from __future__ import annotations
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+from prometheus_client.parser import text_string_to_metric_families
 
 from caret_otel.receivers.gateway import client_metrics
 from caret_otel.receivers.gateway.config import OtlpTarget
+from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import metrics
 from caret_otel.semconv.policy import OTHER_VALUE, load_policy
@@ -38,6 +40,8 @@ def test_label_sets_beyond_the_cap_fold_into_other(monkeypatch: pytest.MonkeyPat
     policy = load_policy()
     provider = client_metrics.meter_provider(OtlpTarget(endpoints={}), policy, readers=[reader])
     recorder = client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy)
+    gateway_metrics = GatewayMetrics()
+    gateway_metrics.watch_folded_series(recorder.folded_counts)
     counter = metrics.CARET_TASK_STARTS
     histogram = metrics.CARET_TASK_DURATION
     total = CAP + 7
@@ -49,9 +53,26 @@ def test_label_sets_beyond_the_cap_fold_into_other(monkeypatch: pytest.MonkeyPat
         recorder.flush(batch)
     for name in (counter.name, histogram.name):
         series = _series(reader, name)
-        other = ((attrs.GEN_AI_REQUEST_MODEL, OTHER_VALUE),)
+        other = tuple(sorted((key, OTHER_VALUE) for key, _ in next(iter(series))))
+        assert (attrs.GEN_AI_REQUEST_MODEL, OTHER_VALUE) in other
         assert len(series) == CAP + 1, name
         assert series[other] == total - CAP, name
         assert sum(series.values()) == total, name  # nothing is lost, only folded
         assert recorder.folded[name] == total - CAP
+    served = _folded_on_metrics_page(gateway_metrics)
+    assert served[counter.name] == served[histogram.name] == total - CAP
+    assert served[metrics.CARET_API_ERRORS.name] == 0  # every client metric is listed
+    assert set(served) == {spec.name for spec in client_metrics.CLIENT_METRICS}
     provider.shutdown()
+
+
+def _folded_on_metrics_page(gateway_metrics: GatewayMetrics) -> dict[str, float]:
+    """caret_gateway_metric_series_folded_total per metric, parsed from /metrics' text."""
+    text = gateway_metrics.exposition().decode()
+    return {
+        sample.labels["metric"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "caret_gateway_metric_series_folded"
+        for sample in family.samples
+        if sample.name == "caret_gateway_metric_series_folded_total"
+    }

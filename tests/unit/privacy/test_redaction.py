@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit.privacy.planted import any_secret, secret_in_text
 
-from caret_otel.processors.privacy.redaction import KINDS, placeholder, redact_text
+from caret_otel.processors.privacy.redaction import (
+    DETECTORS,
+    EMAIL,
+    FRAGMENTS,
+    KINDS,
+    PATH,
+    placeholder,
+    python_form,
+    re2_form,
+    redact_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -121,3 +133,68 @@ def test_hostile_input_stays_linear(hostile: str) -> None:
     started = time.perf_counter()
     redact_text(hostile)
     assert time.perf_counter() - started < 1.0
+
+
+# --- one definition for Python and RE2 (the Collector) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "core"),
+    [(d.kind, text, core) for d in DETECTORS for text, core in d.redacts],
+)
+def test_every_detector_redacts_its_cases(kind: str, text: str, core: str) -> None:
+    """The Python side of each detector's cases (the RE2 side runs through our Collector
+    in tests/integration/privacy/test_collector_detectors.py)."""
+    redacted, kinds = redact_text(text)
+    assert kind in kinds
+    assert core not in redacted
+
+
+@pytest.mark.parametrize("text", [t for d in DETECTORS for t in (*d.keeps, *d.python_keeps)])
+def test_every_detector_keeps_its_cases(text: str) -> None:
+    assert redact_text(text) == (text, [])
+
+
+def test_every_kind_has_a_detector_and_every_detector_cases() -> None:
+    assert {d.kind for d in DETECTORS} == set(KINDS)
+    for detector in DETECTORS:
+        assert detector.redacts, detector.kind
+        assert detector.keeps or detector.python_keeps, detector.kind
+
+
+def test_both_forms_come_from_the_one_pattern() -> None:
+    """Fragments become look-arounds in Python and consuming or empty groups in RE2;
+    nothing RE2 lacks (look-around, named groups, \\uXXXX) is left in the RE2 form, and
+    nothing Python lacks (\\p{..}, \\x{..}) in the Python form."""
+    for detector in DETECTORS:
+        python, re2 = python_form(detector.pattern), re2_form(detector.pattern)
+        assert "<<" not in python
+        assert "<<" not in re2
+        assert not re.search(r"\(\?<?[=!]|\(\?P<|\\u[0-9A-Fa-f]{4}", re2), (detector.kind, re2)
+        assert "\\p{" not in python, detector.kind
+        assert "\\x{" not in python, detector.kind
+        re.compile(python)  # valid for Python
+    assert set(FRAGMENTS) >= {
+        m for d in DETECTORS for m in re.findall(r"<<([a-z0-9_]+)>>", d.pattern)
+    }
+
+
+def test_refined_detectors_say_how_the_collector_is_broader() -> None:
+    """Where Python refines a match in code, the RE2 form is the broader detector; each
+    says so, and docs/privacy.md lists it in its table."""
+    docs = (Path(__file__).parents[3] / "docs" / "privacy.md").read_text()
+    for detector in DETECTORS:
+        if detector.refine is not None or detector.python_keeps:
+            assert detector.broader, detector.kind
+        if detector.broader:
+            assert detector.broader in docs, detector.broader
+
+
+def test_the_collector_forms_take_encoded_and_full_width_separators() -> None:
+    email = next(d for d in DETECTORS if d.kind == EMAIL)
+    assert "%40" in email.re2
+    assert "\\x{FF20}" in email.re2
+    assert "%40" not in email.python  # Python matches the percent-decoded copy
+    home = [d for d in DETECTORS if d.kind == PATH and "home" in d.pattern]
+    assert home
+    assert all("%2[Ff]" in d.re2 and "\\x{FF0F}" in d.re2 for d in home)

@@ -74,6 +74,7 @@ PER_USER_TABLES: Final[tuple[str, ...]] = (
     "core.identity_links",
     "privacy.consent",
     "agg.churn_scores",
+    "agg.user_daily_tasks",
 )
 """Tables that hold per-user rows and must be covered by every deletion (one name a
 line: add yours). Each needs a ``user_pseudonym`` column; ``forget`` refuses, deleting

@@ -8,7 +8,8 @@ either keeps the keys queued or commits both.
 Additive rollups (counts, sums, first/last times) use ``INSERT … ON CONFLICT DO
 UPDATE``: the result does not depend on the order events arrive in. Non-additive ones
 are rebuilt from the raw events of what the batch touched: sessions per (user, day),
-latency percentiles per (day, provider, model). Late events are accepted only within
+tasks and feedback per (user, day) (distinct task ids), latency percentiles per (day,
+provider, model). Late events are accepted only within
 the raw window, so those raw events are always there.
 
 One rollup transaction runs at a time per database (an advisory lock); deletions take
@@ -47,6 +48,7 @@ ROLLUP_TABLES: Final = (
     "agg.user_daily_usage",
     "agg.sessions",
     "agg.model_latency_daily",
+    "agg.user_daily_tasks",
 )
 
 _PARAMS: Final = {
@@ -78,6 +80,12 @@ _PARAMS: Final = {
     "closing_action": events.CARET_TASK_BROWSER_TOOL_END.action,
     "unpaid_plans": list(UNPAID_PLANS),
     "session_gap": SESSION_GAP,
+    # agg.user_daily_tasks is rebuilt for the (day, user) pairs these events touch
+    "task_events": [
+        events.CARET_TASK_CREATED.name,
+        events.CARET_TASK_COMPLETED.name,
+        events.CARET_TASK_FEEDBACK.name,
+    ],
 }
 
 _CREATE_BATCH: Final = (
@@ -255,6 +263,14 @@ FROM numbered
 GROUP BY day, user_pseudonym, session_no
 """
 
+# Tasks and feedback per (user, day) count distinct task ids, so they are rebuilt from
+# that day's raw events (migration 0014's function) like the sessions.
+_TASKS_REBUILD: Final = """
+SELECT agg.rebuild_user_daily_tasks(array_agg(day), array_agg(user_pseudonym))
+FROM (SELECT DISTINCT day, user_pseudonym FROM rollup_batch
+      WHERE user_pseudonym IS NOT NULL AND event_name = ANY (%(task_events)s)) touched
+"""
+
 _TOUCHED_MODEL_DAYS: Final = """
 CREATE TEMP TABLE touched_model_days ON COMMIT DROP AS
 SELECT DISTINCT day, coalesce(provider, 'unknown') AS provider, coalesce(model, 'unknown') AS model
@@ -293,6 +309,7 @@ _STATEMENTS: Final = (
     _TOUCHED_USER_DAYS,
     _SESSIONS_DELETE,
     _SESSIONS_REBUILD,
+    _TASKS_REBUILD,
     _TOUCHED_MODEL_DAYS,
     _LATENCY_DELETE,
     _LATENCY_REBUILD,

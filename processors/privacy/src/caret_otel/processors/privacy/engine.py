@@ -91,6 +91,14 @@ class _Plan:
 _BACKSTOP_EXEMPT: Final[dict[str, frozenset[str]]] = {attrs.HTTP_ROUTE: frozenset({PATH})}
 """Redaction kinds the backstop ignores for a key: route templates look like paths (their
 shape denies home directories instead)."""
+_OPAQUE_ID_RE: Final = re.compile(
+    r"[0-9a-f]{16,64}|[0-9A-F]{16,64}"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+"""Hex digests and UUIDs that a value's shape admitted: ids by construction (our keyed
+event hashes, trace-style ids). The backstop does not judge them - it would read a run of
+decimal digits in one as a card or phone number and drop a valid id - and they are not
+cached, since each is seen once and would only push out the values that repeat."""
 
 
 def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
@@ -306,6 +314,8 @@ class PrivacyEngine:
         cache_key = (key, value)
         ok = self._shape_cache.get(cache_key)
         if ok is None:
+            if _OPAQUE_ID_RE.fullmatch(value) is not None:
+                return shape.matches(value)
             ok = shape.matches(value)
             if ok:
                 exempt = _BACKSTOP_EXEMPT.get(key, frozenset())

@@ -6,8 +6,12 @@ registry's client-event table (``docs/semantic-conventions.md``); a unit test co
 
 Labels are only attributes the policy marks ``metric: true`` and the metric lists; a
 View per instrument enforces the same allow-list inside the SDK and applies the
-registry's bucket advice. Temporality is cumulative (Prometheus remote-write drops
-delta sums).
+registry's bucket advice. Every such label that the event can carry (the registry lists
+the attribute on the event) is on each of its measurements: when the event has no value
+for it, because the client sent none or the privacy processor dropped an off-shape one
+(counted there, reason ``shape``), the label is ``other``, never left out, so a refused
+value can neither vanish from a breakdown nor split a metric's series by label set.
+Temporality is cumulative (Prometheus remote-write drops delta sums).
 
 Counter increments of one request are summed per label set (:class:`MetricBatch`) and
 added to totals that observable instruments report at collection time; see
@@ -89,38 +93,41 @@ def _number(value: object) -> float | None:
     return value
 
 
-# An observer adds one event's measurements to a batch: (recorder, attributes, action).
-Observer = Callable[["ClientMetrics", MetricBatch, Mapping[str, AttributeValue]], None]
+# An observer adds one event's measurements to a batch:
+# (recorder, batch, attributes, OTel event name).
+Observer = Callable[["ClientMetrics", MetricBatch, Mapping[str, AttributeValue], str], None]
 
 
 def _count(spec: MetricSpec) -> Observer:
-    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
-        b.add(spec.name, m.labels(spec, a), 1)
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
+        b.add(spec.name, m.labels(spec, a, event=e), 1)
 
     return observe
 
 
 def _sum_of(spec: MetricSpec, key: str) -> Observer:
-    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
         value = _number(a.get(key))
         if value is not None:
-            b.add(spec.name, m.labels(spec, a), value)
+            b.add(spec.name, m.labels(spec, a, event=e), value)
 
     return observe
 
 
 def _sample_of(spec: MetricSpec, key: str) -> Observer:
-    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
         value = _number(a.get(key))
         if value is not None:
-            b.record(spec.name, m.labels(spec, a), value)
+            b.record(spec.name, m.labels(spec, a, event=e), value)
 
     return observe
 
 
 def _session_delta(delta: int) -> Observer:
-    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
-        b.add(metrics.CARET_SESSION_ACTIVE.name, m.labels(metrics.CARET_SESSION_ACTIVE, a), delta)
+    spec = metrics.CARET_SESSION_ACTIVE
+
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
+        b.add(spec.name, m.labels(spec, a, event=e), delta)
 
     return observe
 
@@ -134,7 +141,7 @@ _TOKEN_KINDS = (
 )
 
 
-def _tokens(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+def _tokens(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
     usage, caret_tokens = metrics.GEN_AI_CLIENT_TOKEN_USAGE, metrics.CARET_TOKENS
     for key, gen_ai_type, caret_type in _TOKEN_KINDS:
         value = _number(a.get(key))
@@ -142,19 +149,20 @@ def _tokens(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -
             continue
         b.add(
             caret_tokens.name,
-            m.labels(caret_tokens, a, {attrs.CARET_TOKEN_TYPE: caret_type}),
+            m.labels(caret_tokens, a, {attrs.CARET_TOKEN_TYPE: caret_type}, event=e),
             value,
         )
         if gen_ai_type is not None:
-            labels = m.labels(usage, a, {attrs.GEN_AI_TOKEN_TYPE: gen_ai_type})
+            labels = m.labels(usage, a, {attrs.GEN_AI_TOKEN_TYPE: gen_ai_type}, event=e)
             b.record(usage.name, labels, value)
 
 
 def _consent(enabled: bool) -> Observer:
     spec = metrics.CARET_CONSENT_CHANGES
 
-    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
-        b.add(spec.name, m.labels(spec, a, {attrs.CARET_CONSENT_TELEMETRY_ENABLED: enabled}), 1)
+    def observe(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
+        extra = {attrs.CARET_CONSENT_TELEMETRY_ENABLED: enabled}
+        b.add(spec.name, m.labels(spec, a, extra, event=e), 1)
 
     return observe
 
@@ -165,17 +173,19 @@ _API_ERROR = _count(metrics.CARET_API_ERRORS)
 MCP_STARTED = "started"
 
 
-def _mcp_use(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+def _mcp_use(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
     """An MCP call arrives as `started` then `success`/`error`: one use, not two."""
     if a.get(attrs.CARET_TOOL_STATUS) != MCP_STARTED:
-        _FEATURE_USE(m, b, a)
+        _FEATURE_USE(m, b, a, e)
 
 
-def _provider_error(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue]) -> None:
+def _provider_error(
+    m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str
+) -> None:
     """extension.error / extension.message count as provider errors when they name an
     HTTP status or a provider (Caret 0.4.x reports every first-chunk provider error so)."""
     if attrs.HTTP_RESPONSE_STATUS_CODE in a or attrs.GEN_AI_PROVIDER_NAME in a:
-        _API_ERROR(m, b, a)
+        _API_ERROR(m, b, a, e)
 
 
 EVENT_METRICS: dict[str, tuple[Observer, ...]] = {
@@ -290,8 +300,9 @@ def meter_provider(
 MAX_SERIES_PER_METRIC = 2000
 """Label sets kept per metric (the SDK's default cardinality limit); further label sets
 are folded into one series whose every label is ``other`` (counted in
-``ClientMetrics.folded``), so a flood of made-up model names can grow neither memory
-nor Prometheus."""
+``ClientMetrics.folded``, served on the gateway's ``/metrics`` as
+``caret_gateway_metric_series_folded_total``), so a flood of made-up model names can grow
+neither memory nor Prometheus."""
 
 
 def _folded(labels: Labels) -> Labels:
@@ -309,6 +320,14 @@ class ClientMetrics:
 
     def __init__(self, meter: Meter, policy: Policy) -> None:
         self._labels = {spec.name: allowed_labels(spec, policy) for spec in CLIENT_METRICS}
+        # (metric, event) -> the metric's allowed labels that the event can carry
+        self._event_labels: dict[tuple[str, str | None], tuple[str, ...]] = {
+            (metric, None): keys for metric, keys in self._labels.items()
+        }
+        for event in events.ALL:
+            for metric, keys in self._labels.items():
+                carried = tuple(k for k in keys if k in event.attributes)
+                self._event_labels[metric, event.name] = carried
         self._lock = threading.Lock()  # the SDK collects from its own thread
         self._totals: dict[str, dict[Labels, float]] = {}
         self._histograms: dict[str, Histogram] = {}
@@ -330,6 +349,12 @@ class ClientMetrics:
             )
             create(spec.name, [self._reporter(spec.name)], spec.unit, spec.brief)
 
+    def folded_counts(self) -> dict[str, int]:
+        """Measurements folded into the ``other`` series so far, for every client metric
+        (0 when none): what ``GatewayMetrics.watch_folded_series`` serves."""
+        with self._lock:
+            return {spec.name: self.folded.get(spec.name, 0) for spec in CLIENT_METRICS}
+
     def _reporter(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def report(_: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
@@ -343,19 +368,27 @@ class ClientMetrics:
         spec: MetricSpec,
         attributes: Mapping[str, AttributeValue],
         extra: Mapping[str, AttributeValue] | None = None,
+        *,
+        event: str | None = None,
     ) -> Labels:
-        """The label set of one measurement: allowed keys present in the event (+ extra)."""
-        pairs = [(k, attributes[k]) for k in self._labels[spec.name] if k in attributes]
+        """The label set of one measurement: every allowed label that ``event`` can carry
+        (every allowed label when no event is named), with the event's value or ``other``
+        when it has none (not sent, or dropped off-shape by the privacy processor); the
+        measurement's own ``extra`` labels win."""
+        keys = self._event_labels.get((spec.name, event))
+        if keys is None:  # an event the registry does not know: every allowed label
+            keys = self._labels[spec.name]
         if extra:
-            pairs = [p for p in pairs if p[0] not in extra]
+            pairs = [(k, attributes.get(k, OTHER_VALUE)) for k in keys if k not in extra]
             pairs.extend((k, v) for k, v in extra.items() if k in self._labels[spec.name])
-        return tuple(pairs)
+            return tuple(pairs)
+        return tuple([(k, attributes.get(k, OTHER_VALUE)) for k in keys])
 
     def observe(
         self, batch: MetricBatch, event_name: str, attributes: Mapping[str, AttributeValue]
     ) -> None:
         for observer in EVENT_METRICS.get(event_name, ()):
-            observer(self, batch, attributes)
+            observer(self, batch, attributes, event_name)
 
     def flush(self, batch: MetricBatch) -> None:
         """Add one request's measurements to the totals and the SDK's histograms."""

@@ -115,6 +115,7 @@ def build_gateway(
         readers=metric_readers,
     )
     client_metrics = ClientMetrics(meters.get_meter(METER_NAME), policy)
+    metrics.watch_folded_series(client_metrics.folded_counts)
     ingestor = ClientEventIngestor(
         ClientEventScrubber(client_engine, consent),
         client_metrics,

@@ -9,9 +9,12 @@ are templates, reasons are codes, never user input.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from caret_otel.processors.privacy.report import ScrubReport
 
@@ -118,5 +121,31 @@ class GatewayMetrics:
             if count:
                 self.attributes.labels(action, reason).inc(count)
 
+    def watch_folded_series(self, folded: Callable[[], Mapping[str, int]]) -> None:
+        """Serve ``caret_gateway_metric_series_folded_total{metric}``: client-event
+        measurements folded into a metric's all-``other`` series because the metric had
+        reached its series cap. ``folded`` is read at each scrape
+        (``ClientMetrics.folded_counts``: every client metric, 0 included)."""
+        self.registry.register(_FoldedSeries(folded))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FoldedSeries(Collector):
+    """The series-cap folds of the client-event metrics, read when scraped (the counts
+    live in ``ClientMetrics``: the hot path only adds to a dict)."""
+
+    def __init__(self, folded: Callable[[], Mapping[str, int]]) -> None:
+        self._folded = folded
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "caret_gateway_metric_series_folded",
+            "Client-event measurements folded into their metric's series whose every label "
+            "is 'other', because the metric had reached its series cap; by OTel metric name.",
+            labels=["metric"],
+        )
+        for metric, count in sorted(self._folded().items()):
+            family.add_metric([metric], count)
+        yield family
