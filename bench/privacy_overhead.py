@@ -29,6 +29,7 @@ import argparse
 import base64
 import copy
 import gc
+import hashlib
 import os
 import random
 import statistics
@@ -166,7 +167,8 @@ def run_spans(privacy: bool, records: int) -> float:
 def log_attributes(i: int) -> dict[str, Any]:
     m = i % len(MODELS)
     return {
-        attrs.CARET_EVENT_ID: f"{i:032x}",
+        # as the SDK makes them: a keyed hash, 32 hex digits
+        attrs.CARET_EVENT_ID: hashlib.sha256(i.to_bytes(8, "big")).hexdigest()[:32],
         attrs.ENDUSER_PSEUDO_ID: f"user-{i % 2000}",
         attrs.GEN_AI_PROVIDER_NAME: PROVIDERS[m],
         attrs.GEN_AI_REQUEST_MODEL: MODELS[m],

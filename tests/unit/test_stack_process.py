@@ -31,6 +31,7 @@ from caret_otel.stack import (
 from caret_otel.stack import collector as collector_mod
 from caret_otel.stack import prometheus as prometheus_mod
 from caret_otel.stack.ports import LOOPBACK, is_listening
+from caret_otel.stack.process import ServiceRunner
 
 CHILD = textwrap.dedent(
     """
@@ -248,3 +249,59 @@ def test_missing_programs_name_the_install_command(
     proc = ManagedProcess("ghost", ["no-such-program-caret"], log_path=tmp_path / "g.log")
     with pytest.raises(MissingBinaryError, match="no-such-program-caret"):
         proc.start()
+
+
+class HttpService(ServiceRunner):
+    """The smallest service runner: Python's http.server serving its data directory."""
+
+    service = "http-service"
+    install_hint = "it is Python's own"
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        super().__init__(data_dir, port, log_path=None, ready_timeout=30.0)
+
+    def _command(self) -> ManagedProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "http.server", str(self.port), "--bind", self.host]
+        return self._managed(argv, ready=f"{self.base_url}/", cwd=self.data_dir, stop_timeout=5)
+
+
+def test_service_runner_starts_once_stops_kills_and_restarts(tmp_path: Path) -> None:
+    service = HttpService(tmp_path / "svc" / "data")
+    assert service.log_path == tmp_path / "svc" / "http-service.log"
+    assert service.process is None
+    assert not service.is_running
+    service.stop()  # never started: nothing to do
+    service.start()
+    try:
+        assert service.is_running
+        assert is_listening(service.port)
+        pid = service.process.pid if service.process else None
+        service.start()  # already running: the same process
+        assert service.process is not None
+        assert service.process.pid == pid
+        assert f"<HttpService {service.base_url} running" in repr(service)
+        service.kill()
+        assert not service.is_running
+        assert service.process.returncode == -signal.SIGKILL
+        service.restart()
+        assert service.is_running
+        assert service.process.pid != pid
+        assert service.log_path.read_text().count("start #") == 2
+    finally:
+        service.stop()
+    assert not service.is_running
+    assert is_port_free(service.port)
+    assert "stopped" in repr(service)
+
+
+def test_service_runner_refuses_a_taken_port_naming_the_service(tmp_path: Path) -> None:
+    first = HttpService(tmp_path / "a" / "data")
+    first.start()
+    try:
+        second = HttpService(tmp_path / "b" / "data", port=first.port)
+        with pytest.raises(PortInUseError, match=f"http-service: 127.0.0.1:{first.port}"):
+            second.start()
+        assert second.process is None
+    finally:
+        first.stop()

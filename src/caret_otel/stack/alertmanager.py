@@ -33,8 +33,7 @@ from caret_otel.core import environment_variables as ev
 from caret_otel.core.errors import ConfigurationError
 from caret_otel.dashboards import expressions as x
 from caret_otel.dashboards import rules
-from caret_otel.stack.ports import LOOPBACK, ensure_port_free, free_port
-from caret_otel.stack.process import ManagedProcess, resolve_executable
+from caret_otel.stack.process import ManagedProcess, ServiceRunner, resolve_executable
 
 INSTALL_HINT: Final = "run `make services` (or: apt-get install -y prometheus-alertmanager)"
 CONFIG_PATH: Final = Path("alertmanager") / "alertmanager.yml"
@@ -441,7 +440,7 @@ def amtool(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str
 
 
 # --- the server -------------------------------------------------------------------------------
-class AlertmanagerServer:
+class AlertmanagerServer(ServiceRunner):
     """Alertmanager on 127.0.0.1:``port``, gossip clustering off.
 
     Args:
@@ -450,6 +449,9 @@ class AlertmanagerServer:
         port: listen port; a free one when None.
         log_path: defaults to ``<data_dir>/../alertmanager.log``.
     """
+
+    service = "alertmanager"
+    install_hint = INSTALL_HINT
 
     def __init__(
         self,
@@ -460,38 +462,18 @@ class AlertmanagerServer:
         log_path: Path | None = None,
         ready_timeout: float = 60.0,
     ) -> None:
-        self.data_dir = Path(data_dir).absolute()
+        super().__init__(data_dir, port, log_path=log_path, ready_timeout=ready_timeout)
         self.config_path = Path(config_path).absolute()
-        self.port = port if port is not None else free_port()
-        self.host = LOOPBACK
-        self.log_path = log_path or self.data_dir.parent / "alertmanager.log"
-        self.ready_timeout = ready_timeout
-        self._process: ManagedProcess | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def target(self) -> str:
         """``host:port``, for a Prometheus ``alerting`` block."""
         return f"{self.host}:{self.port}"
 
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
-
-    def start(self) -> None:
-        """Start Alertmanager and wait until ``/-/ready`` answers 200."""
-        if self.is_running:
-            return
+    def _command(self) -> ManagedProcess:
+        """Alertmanager, ready once ``/-/ready`` answers 200."""
         binary = binary_path()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        ensure_port_free(self.port, self.host, service="alertmanager")
         argv = [
             str(binary),
             f"--config.file={self.config_path}",
@@ -503,21 +485,7 @@ class AlertmanagerServer:
         ui = binary.parent.parent / "share" / "prometheus" / "alertmanager" / "ui"
         if ui.is_dir():  # the unpacked package's UI (the default path is /usr/share/...)
             argv.append(f"--web.ui-path={ui}/")
-        self._process = ManagedProcess(
-            "alertmanager",
-            argv,
-            cwd=working_directory(binary),
-            log_path=self.log_path,
-            ready=f"{self.base_url}/-/ready",
-            ready_timeout=self.ready_timeout,
-            stop_timeout=30.0,
-            install_hint=INSTALL_HINT,
-        )
-        self._process.start()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
+        return self._managed(argv, ready=f"{self.base_url}/-/ready", cwd=working_directory(binary))
 
     def reload(self) -> None:
         """Re-read the config (``POST /-/reload``)."""
@@ -533,7 +501,3 @@ class AlertmanagerServer:
         response.raise_for_status()
         found: list[dict[str, Any]] = response.json()
         return found
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        return f"<AlertmanagerServer {self.base_url} {state} data={self.data_dir}>"

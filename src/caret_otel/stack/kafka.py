@@ -27,8 +27,8 @@ from pathlib import Path
 from caret_otel.contracts.checkout import repo_root
 from caret_otel.core.environment_variables import CARET_OTEL_KAFKA_JARS
 from caret_otel.core.errors import ServiceError
-from caret_otel.stack.ports import LOOPBACK, ensure_port_free, free_port
-from caret_otel.stack.process import ManagedProcess, MissingBinaryError, Probe
+from caret_otel.stack.ports import free_port
+from caret_otel.stack.process import ManagedProcess, MissingBinaryError, Probe, ServiceRunner
 
 INSTALL_HINT = "fetch the jars with: make kafka (needs Maven and Java 17)"
 #: The broker's main class and the class behind ``kafka-storage.sh``.
@@ -84,7 +84,7 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-class KafkaBroker:
+class KafkaBroker(ServiceRunner):
     """One KRaft broker+controller on ``127.0.0.1:port`` (controller on ``controller_port``).
 
     Args:
@@ -95,6 +95,9 @@ class KafkaBroker:
         heap_mb: the JVM's ``-Xmx`` (the broker needs little for tests).
         log_path: the broker's log; ``<data_dir>/../kafka.log`` by default.
     """
+
+    service = "kafka"
+    install_hint = INSTALL_HINT
 
     def __init__(
         self,
@@ -107,16 +110,11 @@ class KafkaBroker:
         log_path: Path | None = None,
         ready_timeout: float = 90.0,
     ) -> None:
-        self.data_dir = Path(data_dir).absolute()
-        self.host = LOOPBACK
-        self.port = port if port is not None else free_port()
+        super().__init__(data_dir, port, log_path=log_path, ready_timeout=ready_timeout)
         self.controller_port = controller_port if controller_port is not None else free_port()
         self.partitions = partitions
         self.heap_mb = heap_mb
-        self.log_path = log_path or self.data_dir.parent / "kafka.log"
         self.properties_path = self.data_dir.parent / "kafka-server.properties"
-        self.ready_timeout = ready_timeout
-        self._process: ManagedProcess | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -124,12 +122,8 @@ class KafkaBroker:
         return f"{self.host}:{self.port}"
 
     @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
+    def address(self) -> str:
+        return self.bootstrap_servers
 
     def server_properties(self) -> str:
         """The broker's ``server.properties`` (single node: replication factor 1)."""
@@ -251,42 +245,15 @@ class KafkaBroker:
         before = self._started_count()
         return lambda: self._started_count() > before
 
-    def start(self) -> None:
-        """Format if needed, start the broker and wait for "Kafka Server started"."""
-        if self.is_running:
-            return
+    def _command(self) -> ManagedProcess:
+        """Format if needed; the broker, ready at its "Kafka Server started" line."""
         self.properties_path.parent.mkdir(parents=True, exist_ok=True)
         self.properties_path.write_text(self.server_properties())
         self.format()
-        for port in (self.port, self.controller_port):
-            ensure_port_free(port, self.host, service="kafka")
-        self._process = ManagedProcess(
-            "kafka",
+        return self._managed(
             self._java(BROKER_MAIN, str(self.properties_path)),
-            log_path=self.log_path,
             ready=self._ready_probe(),
-            ready_timeout=self.ready_timeout,
+            ports=(self.port, self.controller_port),
             stop_signal=signal.SIGTERM,  # controlled shutdown
             stop_timeout=60.0,
-            install_hint=INSTALL_HINT,
         )
-        self._process.start()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self._process.log_tail(lines) if self._process is not None else ""
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        return f"<KafkaBroker {self.bootstrap_servers} {state} data={self.data_dir}>"

@@ -20,6 +20,9 @@ guarantees that the test-suite and ``caret-otel up`` rely on:
 The parent-death signal is tied to the *thread* that started the child: start
 services from a thread that lives as long as they should (the main thread in
 practice), or pass ``die_with_parent=False``.
+
+:class:`ServiceRunner` is the part the server runners share (Prometheus, Alertmanager,
+Kafka): a loopback port, a log file, start-once, stop, kill, restart.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 import httpx
 
 from caret_otel.core.errors import ServiceError
+from caret_otel.stack.ports import LOOPBACK, ensure_port_free, free_port
 
 #: A readiness probe: returns True once the service accepts work. It should be
 #: cheap and must not raise for "not yet" (connection refused and the like).
@@ -368,3 +372,111 @@ class ManagedProcess:
     def __repr__(self) -> str:
         state = f"running pid={self.pid}" if self.is_running else f"stopped rc={self.returncode}"
         return f"<ManagedProcess {self.name} {state} log={self.log_path}>"
+
+
+class ServiceRunner:
+    """One server of the stack on ``127.0.0.1:port`` run as a :class:`ManagedProcess`: the
+    part that Prometheus, Alertmanager and Kafka share (the runners in ``prometheus.py``,
+    ``alertmanager.py`` and ``kafka.py``).
+
+    A subclass names the service (:attr:`service`, also its default log file
+    ``<data_dir>/../<service>.log``) and builds its process in :meth:`_command` - write its
+    config, check its ports with :meth:`_managed`. :meth:`start` does nothing while it runs,
+    and :meth:`start` again after :meth:`stop` or :meth:`kill` reuses the data directory.
+
+    Args:
+        data_dir: the service's data (a subclass creates or formats it).
+        port: its listen port; a free one when None.
+        log_path: stdout and stderr, appended across restarts.
+        ready_timeout: seconds :meth:`start` waits for readiness.
+    """
+
+    #: Name in log headers and errors; the default log file is ``<service>.log``.
+    service: ClassVar[str]
+    #: How to install the program, appended when it is missing.
+    install_hint: ClassVar[str] = ""
+
+    def __init__(
+        self, data_dir: Path, port: int | None, *, log_path: Path | None, ready_timeout: float
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.host = LOOPBACK
+        self.port = port if port is not None else free_port()
+        self.log_path = log_path or self.data_dir.parent / f"{self.service}.log"
+        self.ready_timeout = ready_timeout
+        self._process: ManagedProcess | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.is_running
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._process
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """What ``repr`` shows: :attr:`base_url` unless a subclass names another."""
+        return self.base_url
+
+    def _command(self) -> ManagedProcess:
+        """Prepare the service (config, data directory) and return its process, not started."""
+        raise NotImplementedError
+
+    def _managed(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        ready: str | Probe,
+        ports: Sequence[int] = (),
+        cwd: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        stop_timeout: float = 30.0,
+    ) -> ManagedProcess:
+        """The service's :class:`ManagedProcess` (log, readiness timeout, install hint),
+        after checking that ``ports`` (default: :attr:`port`) are free."""
+        for port in ports or (self.port,):
+            ensure_port_free(port, self.host, service=self.service)
+        return ManagedProcess(
+            self.service,
+            argv,
+            cwd=cwd,
+            log_path=self.log_path,
+            ready=ready,
+            ready_timeout=self.ready_timeout,
+            stop_signal=stop_signal,
+            stop_timeout=stop_timeout,
+            install_hint=self.install_hint,
+        )
+
+    def start(self) -> None:
+        """Start the service and wait until it is ready (nothing when it already runs)."""
+        if self.is_running:
+            return
+        self._process = self._command()
+        self._process.start()
+
+    def stop(self) -> None:
+        """Graceful stop (see :meth:`ManagedProcess.stop`); nothing when never started."""
+        if self._process is not None:
+            self._process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self._process is not None:
+            self._process.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._process.log_tail(lines) if self._process is not None else ""
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"<{type(self).__name__} {self.address} {state} data={self.data_dir}>"

