@@ -250,9 +250,12 @@ def _redaction_allowlist(view: PolicyView) -> dict[str, Any]:
         # Kept, but scanned by transform/privacy without the absolute-path pattern.
         "ignored_keys": list(view.routes),
         "blocked_values": [confmap_literal(p) for p in blocked_values()],
-        # A pseudonym is hex under a key id: nothing to scan, and a digit run in the hex
-        # must not be mistaken for a card number.
-        "allowed_values": [confmap_literal(PSEUDONYM_RE2)],
+        # A pseudonym is hex under a key id, an event id a hex digest or a UUID: nothing
+        # to scan, and a digit run in the hex must not be mistaken for a card number.
+        "allowed_values": [
+            confmap_literal(PSEUDONYM_RE2),
+            confmap_literal(f"^(?:{python_redaction.OPAQUE_ID_PATTERN})$"),
+        ],
         "redact_all_types": True,
         "summary": "silent",
     }

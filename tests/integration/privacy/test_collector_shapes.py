@@ -105,3 +105,33 @@ def test_values_keep_their_shape_and_type(landed: dict[str, dict[str, Any]], lab
 
 def test_pseudonyms_in_a_map_body_are_formatted(landed: dict[str, dict[str, Any]]) -> None:
     assert landed["good"]["body"] == {attrs.ENDUSER_ID: collector_pseudonym("carol")}
+
+
+def test_hex_and_uuid_event_ids_pass_unmasked(privacy_pass: PrivacyPassCollector) -> None:
+    """An event id is an id, not text: a card-like or phone-like digit run in a hex
+    digest or a UUID is not masked (the exporter would store the event under another id,
+    which breaks deduplication)."""
+    ids = ["4111111111111111abcdef0123456789", "01012345-6789-4abc-8def-0123456789ab"]
+    now = time.time_ns()
+    records = [
+        {
+            "timeUnixNano": str(now),
+            "eventName": "caret.test.ids",
+            "attributes": key_values({attrs.CARET_EVENT_ID: event_id}),
+        }
+        for event_id in ids
+    ]
+    body = {"resourceLogs": [{"resource": resource("ids"), "scopeLogs": [{"logRecords": records}]}]}
+    privacy_pass.post("logs", body)
+
+    def seen() -> set[str] | None:
+        found = {
+            otlp_attributes(record.get("attributes")).get(attrs.CARET_EVENT_ID)
+            for request in privacy_pass.requests("logs")
+            for block in request.get("resourceLogs", [])
+            for scope in block.get("scopeLogs", [])
+            for record in scope.get("logRecords", [])
+        }
+        return found if set(ids) <= found else None
+
+    wait_until(seen, timeout=20, what="both event ids unmasked")

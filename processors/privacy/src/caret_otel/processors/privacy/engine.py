@@ -29,7 +29,12 @@ from typing import Final
 from caret_otel.processors.privacy import report as reasons
 from caret_otel.processors.privacy.geo import CONTINENTS, normalise_country
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, is_pseudonym
-from caret_otel.processors.privacy.redaction import PATH, redact_text, strip_controls
+from caret_otel.processors.privacy.redaction import (
+    OPAQUE_ID_PATTERN,
+    PATH,
+    redact_text,
+    strip_controls,
+)
 from caret_otel.processors.privacy.report import ScrubReport, reportable_key
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv.policy import OTHER_VALUE, AttributeRule, Policy, ValueShape, load_policy
@@ -91,16 +96,9 @@ class _Plan:
 _BACKSTOP_EXEMPT: Final[dict[str, frozenset[str]]] = {attrs.HTTP_ROUTE: frozenset({PATH})}
 """Redaction kinds the backstop ignores for a key: route templates look like paths (their
 shape denies home directories instead)."""
-_OPAQUE_ID_RE: Final = re.compile(
-    r"(?=[^a-fA-F]*[a-fA-F])"  # at least one hex letter: all decimal digits may be a card
-    r"(?:[0-9a-f]{16,64}|[0-9A-F]{16,64}"
-    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
-)
-"""Hex digests and UUIDs that a value's shape admitted: ids by construction (our keyed
-event hashes, trace-style ids). The backstop does not judge them - it would read a run of
-decimal digits in one as a card or phone number and drop a valid id - and they are not
-cached, since each is seen once and would only push out the values that repeat. A value
-of decimal digits only is not taken for an id: it may be a card or phone number."""
+_OPAQUE_ID_RE: Final = re.compile(OPAQUE_ID_PATTERN)
+"""Ids a value's shape admitted are not judged by the backstop (``OPAQUE_ID_PATTERN``), nor
+cached: each is seen once and would only push out the values that repeat."""
 
 
 def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:

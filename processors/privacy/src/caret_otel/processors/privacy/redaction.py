@@ -637,6 +637,16 @@ DETECTORS: Final[tuple[Detector, ...]] = (
 """Every detector, in the order both passes run them."""
 
 
+OPAQUE_ID_PATTERN: Final = (
+    r"[0-9a-f]{0,63}[a-f][0-9a-f]{0,63}|[0-9A-F]{0,63}[A-F][0-9A-F]{0,63}"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+"""A hex digest holding at least one hex letter, or a UUID: an id by construction (keyed
+event hashes, trace-style ids), never judged by the detectors - which would read a run of
+decimal digits in one as a card or phone number - in the engine (a shaped value, matched
+whole) and in the Collector (its redaction's ``allowed_values``). Plain RE2, so one
+expression serves both; decimal digits only are not ids: they may be a card number."""
+
 _PLACEHOLDER: Final = "<redacted:"
 
 
