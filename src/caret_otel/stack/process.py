@@ -27,6 +27,7 @@ Kafka): a loopback port, a log file, start-once, stop, kill, restart.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import datetime as _dt
@@ -374,7 +375,7 @@ class ManagedProcess:
         return f"<ManagedProcess {self.name} {state} log={self.log_path}>"
 
 
-class ServiceRunner:
+class ServiceRunner(abc.ABC):
     """One server of the stack on ``127.0.0.1:port`` run as a :class:`ManagedProcess`: the
     part that Prometheus, Alertmanager and Kafka share (the runners in ``prometheus.py``,
     ``alertmanager.py`` and ``kafka.py``).
@@ -423,9 +424,9 @@ class ServiceRunner:
         """What ``repr`` shows: :attr:`base_url` unless a subclass names another."""
         return self.base_url
 
+    @abc.abstractmethod
     def _command(self) -> ManagedProcess:
         """Prepare the service (config, data directory) and return its process, not started."""
-        raise NotImplementedError
 
     def _managed(
         self,
