@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from fixtures.services import migrated_database
+from metric_capture import MetricCapture
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from real_client_corpus import Corpus, batches, build
 
 from caret_otel.exporters.postgres import deletion, rollup
@@ -46,12 +46,12 @@ def store(url: str, corpus: Corpus, now: datetime) -> None:
     """What the Collector's business leg would deliver: every caret.* log record except
     the log-only caret.diagnostic.* ones (the filter of otel-collector-config.yaml)."""
     policy = load_policy()
-    provider = client_metrics.meter_provider(
-        OtlpTarget(endpoints={}), policy, readers=[InMemoryMetricReader()]
+    _, recorder = client_metrics.pipeline(
+        OtlpTarget(endpoints={}), policy, exporter=MetricCapture()
     )
     ingestor = ClientEventIngestor(
         ClientEventScrubber(PrivacyEngine(policy, PSEUDONYMIZER), InMemoryConsentStore()),
-        client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy),
+        recorder,
         TaskSpans(max_open_tasks=1000),
         IngestLimits(),
         raw_retention_days=30,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 from caret_otel.otlp import body
@@ -133,6 +136,28 @@ def test_the_serialised_scan_never_misses_a_control_character(code: int) -> None
     assert client_batch.may_hold_control_characters(tricky)
     assert client_batch.control_character_field(tricky, "") is None
     assert not client_batch.may_hold_control_characters({"properties": {"model": "gpt-4o"}})
+
+
+@pytest.mark.parametrize("code", range(0x80))
+def test_the_body_scan_never_misses_a_control_character(code: int) -> None:
+    """Whatever encoder the client uses (orjson, Python's ensure_ascii, upper-case hex
+    escapes), a body whose events hold a control character is always sent to the
+    per-event check; a clean body skips it."""
+    char = chr(code)
+    refused = char in "\x7f" or (code < 0x20 and char not in "\t\n\r")
+    event = {"event_type": "task.created", "properties": {f"k{char}": [f"a{char}b"]}}
+    ascii_text = json.dumps([event])
+    upper_hex = re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(), ascii_text)
+    bodies = [orjson.dumps([event]), ascii_text.encode(), upper_hex.encode()]
+    bodies.append(json.dumps([event], ensure_ascii=False).encode())
+    for payload in bodies:
+        if refused:
+            assert client_batch.body_may_hold_control_characters(payload), payload
+            (parsed,), _ = client_batch.parse_envelope(payload, 10)
+            with pytest.raises(EventRejection):
+                client_batch.check_limits(parsed, 5)
+    clean = orjson.dumps([{"properties": {"model": "gpt-4o", "path": "a/b"}}])
+    assert not client_batch.body_may_hold_control_characters(clean)
 
 
 def test_unix_nanos_is_exact() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from metric_capture import MetricCapture
 
 from caret_otel.receivers.gateway import client_metrics
 from caret_otel.receivers.gateway.config import OtlpTarget
@@ -19,10 +19,10 @@ from caret_otel.semconv.policy import OTHER_VALUE, load_policy
 @pytest.fixture
 def recorder() -> Iterator[client_metrics.ClientMetrics]:
     policy = load_policy()
-    provider = client_metrics.meter_provider(
-        OtlpTarget(endpoints={}), policy, readers=[InMemoryMetricReader()]
+    provider, recorder = client_metrics.pipeline(
+        OtlpTarget(endpoints={}), policy, exporter=MetricCapture()
     )
-    yield client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy)
+    yield recorder
     provider.shutdown()
 
 

@@ -11,9 +11,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from metric_capture import MetricCapture
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from real_client_corpus import FUTURE_EVENT_TYPES, Corpus, batches, build
 
 from caret_otel.processors.privacy import report as reasons
@@ -37,11 +37,8 @@ class Run:
     def __init__(self, corpus: Corpus) -> None:
         policy = load_policy()
         self.engine = PrivacyEngine(policy, Pseudonymizer(parse_keys(KEY, source="test")))
-        provider = client_metrics.meter_provider(
-            OtlpTarget(endpoints={}), policy, readers=[InMemoryMetricReader()]
-        )
-        recorder = client_metrics.ClientMetrics(
-            provider.get_meter(client_metrics.METER_NAME), policy
+        _, recorder = client_metrics.pipeline(
+            OtlpTarget(endpoints={}), policy, exporter=MetricCapture()
         )
         self.ingestor = ClientEventIngestor(
             ClientEventScrubber(self.engine, InMemoryConsentStore()),

@@ -5,7 +5,9 @@ counted, for counters and histograms alike; the count is on the gateway's /metri
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+from metric_capture import MetricCapture
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricsData
 from prometheus_client.parser import text_string_to_metric_families
 
 from caret_otel.receivers.gateway import client_metrics
@@ -18,8 +20,10 @@ from caret_otel.semconv.policy import OTHER_VALUE, load_policy
 CAP = 5
 
 
-def _series(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, object], ...], int]:
-    data = reader.get_metrics_data()
+def _series(
+    provider: MeterProvider, exporter: MetricCapture, name: str
+) -> dict[tuple[tuple[str, object], ...], int]:
+    data = exporter.collect(provider)
     assert isinstance(data, MetricsData)
     out: dict[tuple[tuple[str, object], ...], int] = {}
     for resource_metrics in data.resource_metrics:
@@ -36,10 +40,10 @@ def _series(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, ob
 
 def test_label_sets_beyond_the_cap_fold_into_other(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_metrics, "MAX_SERIES_PER_METRIC", CAP)
-    reader = InMemoryMetricReader()
-    policy = load_policy()
-    provider = client_metrics.meter_provider(OtlpTarget(endpoints={}), policy, readers=[reader])
-    recorder = client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy)
+    exporter = MetricCapture()
+    provider, recorder = client_metrics.pipeline(
+        OtlpTarget(endpoints={}), load_policy(), exporter=exporter
+    )
     gateway_metrics = GatewayMetrics()
     gateway_metrics.watch_folded_series(recorder.folded_counts)
     counter = metrics.CARET_TASK_STARTS
@@ -52,7 +56,7 @@ def test_label_sets_beyond_the_cap_fold_into_other(monkeypatch: pytest.MonkeyPat
         batch.record(histogram.name, recorder.labels(histogram, labels), 0.5)
         recorder.flush(batch)
     for name in (counter.name, histogram.name):
-        series = _series(reader, name)
+        series = _series(provider, exporter, name)
         other = tuple(sorted((key, OTHER_VALUE) for key, _ in next(iter(series))))
         assert (attrs.GEN_AI_REQUEST_MODEL, OTHER_VALUE) in other
         assert len(series) == CAP + 1, name

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+from metric_capture import MetricCapture
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricsData
 
 from caret_otel.otlp import wire as protowire
 from caret_otel.receivers.gateway import client_metrics, task_spans
@@ -122,10 +124,9 @@ def test_metric_mapping_matches_the_registry_signals() -> None:
     registry's client-event table lists for it."""
     registry = load_registry()
     policy = load_policy()
-    provider = client_metrics.meter_provider(
-        OtlpTarget(endpoints={}), policy, readers=[InMemoryMetricReader()]
+    provider, recorder = client_metrics.pipeline(
+        OtlpTarget(endpoints={}), policy, exporter=MetricCapture()
     )
-    recorder = client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy)
     for event in registry.events.values():
         declared = {s.name for s in event.signals if s.signal == "metric"}
         full = {key: SAMPLE_VALUES[registry.attributes[key].type] for key in event.attributes}
@@ -147,8 +148,10 @@ def test_labels_are_only_policy_metric_attributes() -> None:
             assert rule.privacy != "pseudonymous"
 
 
-def collect(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, object], object]]]:
-    data = reader.get_metrics_data()
+def collect(
+    provider: MeterProvider, exporter: MetricCapture
+) -> dict[str, list[tuple[dict[str, object], object]]]:
+    data = exporter.collect(provider)
     assert isinstance(data, MetricsData)
     found: dict[str, list[tuple[dict[str, object], object]]] = {}
     for resource_metrics in data.resource_metrics:
@@ -163,10 +166,11 @@ def collect(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, obje
 
 
 def test_events_become_measurements() -> None:
-    reader = InMemoryMetricReader()
+    exporter = MetricCapture()
     policy = load_policy()
-    provider = client_metrics.meter_provider(OtlpTarget(endpoints={}), policy, readers=[reader])
-    recorder = client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), policy)
+    provider, recorder = client_metrics.pipeline(
+        OtlpTarget(endpoints={}), policy, exporter=exporter
+    )
     base = {attrs.GEN_AI_PROVIDER_NAME: "anthropic", attrs.GEN_AI_REQUEST_MODEL: "claude",
             attrs.ENDUSER_PSEUDO_ID: "v1:user", attrs.CARET_CLIENT_PLATFORM: "vscode"}  # fmt: skip
     batch = client_metrics.MetricBatch()
@@ -189,7 +193,7 @@ def test_events_become_measurements() -> None:
         batch, events.CARET_SESSION_ENDED.name, {**base, attrs.CARET_SESSION_DURATION: 600.0}
     )
     recorder.flush(batch)
-    found = collect(reader)
+    found = collect(provider, exporter)
     assert found[metrics.CARET_TASK_STARTS.name] == [
         ({attrs.GEN_AI_PROVIDER_NAME: "anthropic", attrs.GEN_AI_REQUEST_MODEL: "claude",
           attrs.CARET_TASK_MODE: "act", attrs.CARET_CLIENT_PLATFORM: "vscode"}, 3)

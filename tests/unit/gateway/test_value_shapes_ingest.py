@@ -13,9 +13,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from metric_capture import MetricCapture
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from unit.privacy.planted import Planted
 from unit.privacy.test_value_shapes import CLIENT_PROPERTIES, Values, check_value, hostile
 
@@ -36,10 +36,9 @@ POLICY = load_policy()
 
 def _ingestor() -> ClientEventIngestor:
     engine = PrivacyEngine(POLICY, Pseudonymizer(parse_keys(KEY, source="test")))
-    provider = client_metrics.meter_provider(
-        OtlpTarget(endpoints={}), POLICY, readers=[InMemoryMetricReader()]
+    _, recorder = client_metrics.pipeline(
+        OtlpTarget(endpoints={}), POLICY, exporter=MetricCapture()
     )
-    recorder = client_metrics.ClientMetrics(provider.get_meter(client_metrics.METER_NAME), POLICY)
     return ClientEventIngestor(
         ClientEventScrubber(engine, InMemoryConsentStore()),
         recorder,

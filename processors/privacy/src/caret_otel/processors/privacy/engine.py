@@ -58,6 +58,13 @@ BODY_KEY_PREFIX: Final = "body:"
 # characters past it), while a huge value cannot make the regexes scan megabytes.
 _REDACTION_MARGIN = 512
 _NAME_CACHE_SIZE = 4096
+_SHAPE_CACHE_SIZE = 4096
+"""Decisions about public values kept at once, over all keys (see ``_ShapeCache``)."""
+_TEXT_CACHE_SIZE = 2048
+_TEXT_CACHE_MAX_LENGTH = 512
+"""Free text (log bodies, free-text attributes) up to this length is cached: services
+log the same messages again and again; a longer text is redacted every time, so the
+cache holds at most ``_TEXT_CACHE_SIZE`` short texts."""
 
 
 def _continent(value: str) -> str | None:
@@ -91,6 +98,9 @@ class _Plan:
     """The report entry when the key never leaves (forbidden, or not metric-safe)."""
     shape: ValueShape | None = None
     """The values a public, non-free-text string may take (``value_shapes.yaml``)."""
+    known: dict[str, bool] | None = None
+    """The cached shape decisions of this key's values (``_ShapeCache.by_key``; the same
+    dict in the metric and the non-metric plan), when it has a shape."""
 
 
 _BACKSTOP_EXEMPT: Final[dict[str, frozenset[str]]] = {attrs.HTTP_ROUTE: frozenset({PATH})}
@@ -101,7 +111,52 @@ _OPAQUE_ID_RE: Final = re.compile(OPAQUE_ID_PATTERN)
 cached: each is seen once and would only push out the values that repeat."""
 
 
-def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
+def _shape_matcher(shape: ValueShape) -> Callable[[str], bool]:
+    """``shape.matches`` without its general steps where a shape has no use for them
+    (deny expressions, the enum or pattern branch): a value shape is checked for every
+    id a record carries, so this runs per record. Built from the shape's public
+    definition and equal to ``shape.matches`` on every input (tested)."""
+    if shape.deny or (shape.enum is None) == (shape.pattern is None):
+        return shape.matches
+    limit = shape.max_length
+    if shape.enum is not None:
+        allowed = frozenset(shape.enum)
+        return lambda value: len(value) <= limit and value in allowed
+    # ASCII classes, as ValueShape compiles them (RE2's classes are ASCII-only).
+    fullmatch = re.compile(shape.pattern or "", re.ASCII).fullmatch
+    return lambda value: len(value) <= limit and fullmatch(value) is not None
+
+
+class _ShapeCache:
+    """Decisions "this public value may leave as this key" (shape and backstop), one
+    dict of value -> bool per key, so the hot loop looks a value up without building a
+    (key, value) tuple. Bounded over all keys: when ``_SHAPE_CACHE_SIZE`` decisions are
+    held, every dict is emptied (a flood of distinct values cannot grow memory). Only
+    public values are held (never identifiers that get pseudonymised), only values a
+    shape could admit by length, and never opaque ids (each is seen once)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, dict[str, bool]] = {}
+        self.size = 0
+
+    def for_key(self, key: str) -> dict[str, bool]:
+        known = self.by_key.get(key)
+        if known is None:
+            known = self.by_key.setdefault(key, {})
+        return known
+
+    def store(self, known: dict[str, bool], value: str, ok: bool) -> None:
+        if self.size >= _SHAPE_CACHE_SIZE:
+            for each in self.by_key.values():
+                each.clear()
+            self.size = 0
+        known[value] = ok
+        self.size += 1
+
+
+def _plan(
+    key: str, rule: AttributeRule, *, metric: bool, shapes: _ShapeCache | None = None
+) -> _Plan:
     drop: tuple[str, str] | None = None
     if rule.privacy == FORBIDDEN:
         drop = (key, reasons.FORBIDDEN)
@@ -112,7 +167,8 @@ def _plan(key: str, rule: AttributeRule, *, metric: bool) -> _Plan:
         exact_type = _EXACT_TYPES.get(rule.type)
     coarse = _COARSE.get(rule.coarse or "") if rule.privacy == COARSE else None
     shape = rule.shape if rule.privacy == PUBLIC and not rule.free_text else None
-    return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop, shape)
+    known = shapes.for_key(key) if shape is not None and shapes is not None else None
+    return _Plan(rule, exact_type, rule.privacy == PSEUDONYMOUS, coarse, drop, shape, known)
 
 
 class _Dropped:
@@ -211,15 +267,21 @@ class PrivacyEngine:
         self.accept_pseudonyms = accept_pseudonyms
         self._rules: dict[str, AttributeRule] = dict(policy.attributes)
         self._client_aliases: dict[str, str] = dict(policy.client_properties)
-        self._plans = {key: _plan(key, rule, metric=False) for key, rule in self._rules.items()}
+        self._shapes = _ShapeCache()
+        self._matchers: dict[ValueShape, Callable[[str], bool]] = {}
+        self._plans = {
+            key: _plan(key, rule, metric=False, shapes=self._shapes)
+            for key, rule in self._rules.items()
+        }
         self._metric_plans = {
-            key: _plan(key, rule, metric=True) for key, rule in self._rules.items()
+            key: _plan(key, rule, metric=True, shapes=self._shapes)
+            for key, rule in self._rules.items()
         }
         self._name_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._description_cache: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._unknown_key_cache: dict[str, tuple[str, str]] = {}
         self._body_key_cache: dict[str, tuple[str, AttributeRule | None, str | None]] = {}
-        self._shape_cache: dict[tuple[str, str], bool] = {}
+        self._text_cache: dict[str, tuple[str, tuple[str, ...], int, bool]] = {}
 
     @classmethod
     def from_env(cls, limits: Limits = Limits()) -> PrivacyEngine:
@@ -250,7 +312,6 @@ class PrivacyEngine:
         plans = self._metric_plans if metric else self._plans
         pseudonymize = self.pseudonymizer.pseudonymize
         dropped = report.dropped
-        shape_cache = self._shape_cache
         for key, value in attrs.items():
             plan = plans.get(key)
             if plan is None:
@@ -263,11 +324,16 @@ class PrivacyEngine:
             value_type = type(value)
             if value_type is plan.exact_type and not bounded:
                 if value_type is str:
-                    if plan.shape is not None:
+                    known = plan.known
+                    if known is not None:
+                        text: str = value  # type: ignore[assignment]
                         # the shape cache read inline: a method call per attribute shows
-                        ok = shape_cache.get((key, value))  # type: ignore[arg-type]
+                        ok = known.get(text)
                         if ok is None:
-                            ok = len(value) <= max_length and self.shape_ok(key, plan.shape, value)  # type: ignore[arg-type]
+                            shape: ValueShape = plan.shape  # type: ignore[assignment]
+                            ok = len(text) <= max_length and self._shape_decision(
+                                key, shape, text, known
+                            )
                         if ok:
                             out[key] = value
                         else:
@@ -315,19 +381,36 @@ class PrivacyEngine:
 
     def shape_ok(self, key: str, shape: ValueShape, value: str) -> bool:
         """Whether ``value`` may leave as ``key``: it matches the shape and free-text
-        redaction (run as a backstop) finds nothing in it. Cached: values repeat."""
-        cache_key = (key, value)
-        ok = self._shape_cache.get(cache_key)
+        redaction (run as a backstop) finds nothing in it. Cached: values repeat.
+
+        ``key`` names the cache, so one key must always come with the same shape (true
+        of the registry's attributes and of the OTLP fields the adapters check)."""
+        known = self._shapes.for_key(key)
+        ok = known.get(value)
         if ok is None:
+            ok = self._shape_decision(key, shape, value, known)
+        return ok
+
+    def _shape_decision(
+        self, key: str, shape: ValueShape, value: str, known: dict[str, bool]
+    ) -> bool:
+        """``shape_ok`` decided afresh. Cached unless the value is an opaque id, longer
+        than any value of the shape, or longer than ``Limits.max_value_length`` (so a
+        cached decision always belongs to a value within the limit, which
+        ``scrub_attributes`` checks before it decides)."""
+        if len(value) > shape.max_length:
+            return False  # what shape.matches says first; not cached: as cheap as a look-up
+        matcher = self._matchers.get(shape)
+        if matcher is None:
+            matcher = self._matchers[shape] = _shape_matcher(shape)
+        ok = matcher(value)
+        if ok:
             if _OPAQUE_ID_RE.fullmatch(value) is not None:
-                return shape.matches(value)
-            ok = shape.matches(value)
-            if ok:
-                exempt = _BACKSTOP_EXEMPT.get(key, frozenset())
-                ok = all(kind in exempt for kind in redact_text(value)[1])
-            if len(self._shape_cache) >= _NAME_CACHE_SIZE:
-                self._shape_cache.clear()
-            self._shape_cache[cache_key] = ok
+                return True  # an id the shape admits: not judged by the backstop
+            exempt = _BACKSTOP_EXEMPT.get(key, frozenset())
+            ok = all(kind in exempt for kind in redact_text(value)[1])
+        if len(value) <= self.limits.max_value_length:
+            self._shapes.store(known, value, ok)
         return ok
 
     def _unknown_key(self, key: str) -> tuple[str, str]:
@@ -457,17 +540,29 @@ class PrivacyEngine:
     def scrub_text(
         self, text: str, report: ScrubReport, *, key: str = "text", max_length: int | None = None
     ) -> str:
-        """Redact secrets and personal data in free text, then cut it to the limit."""
-        limit = self.limits.max_value_length if max_length is None else max_length
-        if len(text) > limit + _REDACTION_MARGIN:
-            text = text[: limit + _REDACTION_MARGIN]
-        text, controls = strip_controls(text)
+        """Redact secrets and personal data in free text, then cut it to the limit.
+
+        Short texts under the default limit are cached (``_TEXT_CACHE_MAX_LENGTH``): the
+        same result and the same counts as redacting them again."""
+        if max_length is None and len(text) <= _TEXT_CACHE_MAX_LENGTH:
+            cache = self._text_cache
+            entry = cache.get(text)
+            if entry is None:
+                entry = _redacted_text(text, self.limits.max_value_length)
+                if len(cache) >= _TEXT_CACHE_SIZE:
+                    cache.clear()  # a flood of distinct texts must not grow memory
+                cache[text] = entry
+        else:
+            limit = self.limits.max_value_length if max_length is None else max_length
+            entry = _redacted_text(text, limit)
+        redacted, kinds, controls, truncated = entry
         if controls:
             report.redacted[CONTROL_CHARACTERS] += controls
-        redacted, kinds = redact_text(text)
         for kind in kinds:
             report.redacted[kind] += 1
-        return self._cut(redacted, limit, report, key)
+        if truncated:
+            report.truncated[key] += 1
+        return redacted
 
     def scrub_name(self, name: str, report: ScrubReport) -> str:
         """A span, event, metric or scope name: redacted and cut like free text.
@@ -590,6 +685,20 @@ class PrivacyEngine:
             self._body_key_cache.clear()
         self._body_key_cache[key] = result
         return result
+
+
+def _redacted_text(text: str, limit: int) -> tuple[str, tuple[str, ...], int, bool]:
+    """Free text redacted and cut to ``limit``: (the result, the kinds redacted, the
+    control characters stripped, whether it was cut). Depends on nothing but its
+    arguments, so ``PrivacyEngine.scrub_text`` may cache it."""
+    if len(text) > limit + _REDACTION_MARGIN:
+        text = text[: limit + _REDACTION_MARGIN]
+    text, controls = strip_controls(text)
+    redacted, kinds = redact_text(text)
+    truncated = len(redacted) > limit
+    if truncated:
+        redacted = redacted[:limit]
+    return redacted, tuple(kinds), controls, truncated
 
 
 def is_dropped(value: object) -> bool:

@@ -399,6 +399,13 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
         self._events = engine.policy.events
         self._failing = _Reporting()
         self.rejected_records = 0
+        # The last resource and scope seen, checked by identity before the caches: a
+        # logger emits record after record with the same ones (kept under the lock).
+        self._last_resource: tuple[Resource, Resource, Mapping[str, object]] | None = None
+        self._last_scope: tuple[InstrumentationScope | None, InstrumentationScope | None] = (
+            None,
+            None,
+        )
 
     def report(self) -> ScrubReport:
         return self._report.snapshot()
@@ -436,14 +443,25 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
     def _scrub(self, record: ReadWriteLogRecord, report: ScrubReport) -> bool:
         engine = self._engine
         api_record = record.log_record
-        attributes = _fast_view(api_record.attributes)
+        # _fast_view inlined (a call per record shows): the SDK's BoundedAttributes dict
+        inner = getattr(api_record.attributes, "_dict", None)
+        attributes: Mapping[str, object] = (
+            inner if type(inner) is dict else _fast_view(api_record.attributes)
+        )
         body = api_record.body
         resource_users = _NO_USERS
-        if record.resource is not None:
-            _, resource, resource_users = self._cache.resource_entry(record.resource, report)
-            record.resource = resource
+        resource = record.resource
+        if resource is not None:
+            last = self._last_resource
+            if last is None or last[0] is not resource:
+                last = self._last_resource = self._cache.resource_entry(resource, report)
+            record.resource = last[1]
+            resource_users = last[2]
         if body is None:  # most records: skip the ABC isinstance check below
-            if opted_out_user(engine, self._consent, attributes, resource_users):
+            if resource_users:
+                if opted_out_user(engine, self._consent, attributes, resource_users):
+                    return False
+            elif opted_out_user(engine, self._consent, attributes):
                 return False
         else:
             body_map: Mapping[str, object] = body if isinstance(body, Mapping) else _NO_USERS
@@ -457,7 +475,11 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
             api_record.event_name = engine.scrub_name(api_record.event_name, report)
         if api_record.severity_text:
             api_record.severity_text = engine.scrub_name(api_record.severity_text, report)
-        record.instrumentation_scope = self._cache.scope(record.instrumentation_scope, report)
+        scope = record.instrumentation_scope
+        last_scope = self._last_scope
+        if last_scope[0] is not scope:
+            last_scope = self._last_scope = (scope, self._cache.scope(scope, report))
+        record.instrumentation_scope = last_scope[1]
         return True
 
 

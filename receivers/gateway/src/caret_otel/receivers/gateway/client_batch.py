@@ -83,8 +83,12 @@ def parse_envelope(body: bytes, max_events: int) -> tuple[list[Any], bool]:
     return events, batch
 
 
-def check_limits(raw: object, max_properties: int) -> Mapping[str, Any]:
-    """The event as a mapping, if it is an object within the property limit.
+def check_limits(
+    raw: object, max_properties: int, *, scan_controls: bool = True
+) -> Mapping[str, Any]:
+    """The event as a mapping, if it is an object within the property limit and holds no
+    control character (``scan_controls=False``: the request body was found free of them
+    by :func:`body_may_hold_control_characters`).
 
     Value lengths need no check here: the privacy engine cuts every string to the
     configured maximum (and counts it), before any redaction regex runs on it.
@@ -105,11 +109,25 @@ def check_limits(raw: object, max_properties: int) -> Mapping[str, Any]:
             f"{len(client_info)} client_info keys; at most {max_properties} are accepted",
             TOO_MANY_PROPERTIES,
         )
-    field = control_character_field(raw, "") if may_hold_control_characters(raw) else None
+    if not scan_controls or not may_hold_control_characters(raw):
+        return raw
+    field = control_character_field(raw, "")
     if field is not None:
         # PostgreSQL refuses NUL: accepting it would lose the event later, silently.
         raise EventRejection(field, "holds NUL or another control character", CONTROL_CHARACTER)
     return raw
+
+
+def body_may_hold_control_characters(body: bytes) -> bool:
+    """False when no string of the JSON text ``body`` can hold a control character.
+
+    JSON forbids raw C0 characters inside strings (the parse refuses them), so one can
+    only arrive escaped (``\\u0000``-``\\u001f`` in either case, ``\\b``, ``\\f``) or as a
+    raw DEL. Four substring searches over the whole body spare the per-event check for
+    the usual request; an escaped backslash before ``b``/``f``/``u00`` or any other
+    ``\\u00`` escape only sends each event to the per-event check.
+    """
+    return b"\\u00" in body or b"\\b" in body or b"\\f" in body or b"\x7f" in body
 
 
 def may_hold_control_characters(event: Mapping[str, Any]) -> bool:

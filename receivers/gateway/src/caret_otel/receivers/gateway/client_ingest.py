@@ -133,14 +133,23 @@ class ClientEventIngestor:
         self._session_users: dict[str, str] = {}
 
     async def ingest(
-        self, raw_events: Sequence[object], country: str | None, record_consent: ConsentWriter
+        self,
+        raw_events: Sequence[object],
+        country: str | None,
+        record_consent: ConsentWriter,
+        *,
+        scan_controls: bool = True,
     ) -> IngestResult:
+        """``scan_controls=False`` when the request body is known to hold no control
+        character (``client_batch.body_may_hold_control_characters``)."""
         result = IngestResult()
         now_ns = time.time_ns()
         limits = self._limits
         for index, raw in enumerate(raw_events):
             try:
-                event = client_batch.check_limits(raw, limits.max_attributes_per_event)
+                event = client_batch.check_limits(
+                    raw, limits.max_attributes_per_event, scan_controls=scan_controls
+                )
                 scrubbed = self._scrubber.scrub(event, result.report, country=country)
                 if scrubbed is None:
                     result.opted_out += 1

@@ -5,8 +5,9 @@ registry's client-event table (``docs/semantic-conventions.md``); a unit test co
 :data:`EVENT_METRICS` with the registry's ``signals`` so the two cannot drift.
 
 Labels are only attributes the policy marks ``metric: true`` and the metric lists; a
-View per instrument enforces the same allow-list inside the SDK and applies the
-registry's bucket advice. Every such label that the event can carry (the registry lists
+View per SDK instrument enforces the same allow-list inside the SDK (histograms are
+aggregated by :mod:`client_histograms` from the same label sets, with the registry's
+bucket advice). Every such label that the event can carry (the registry lists
 the attribute on the event) is on each of its measurements: when the event has no value
 for it, because the client sent none or the privacy processor dropped an off-shape one
 (counted there, reason ``shape``), the label is ``other``, never left out, so a refused
@@ -14,7 +15,8 @@ value can neither vanish from a breakdown nor split a metric's series by label s
 Temporality is cumulative (Prometheus remote-write drops delta sums).
 
 Counter increments of one request are summed per label set (:class:`MetricBatch`) and
-added to totals that observable instruments report at collection time; see
+added to totals that observable instruments report at collection time; histogram values
+go to :class:`~caret_otel.receivers.gateway.client_histograms.ClientHistograms`; see
 :class:`ClientMetrics` for why.
 """
 
@@ -26,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import Counter as SdkCounter
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics import MeterProvider
@@ -36,14 +38,15 @@ from opentelemetry.sdk.metrics import ObservableUpDownCounter as SdkObservableUp
 from opentelemetry.sdk.metrics import UpDownCounter as SdkUpDownCounter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
-    MetricReader,
+    MetricExporter,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 
 from caret_otel.core.version import __version__
 from caret_otel.otlp.wire import AttributeValue
+from caret_otel.receivers.gateway.client_histograms import ClientHistograms, HistogramExporter
 from caret_otel.receivers.gateway.config import OtlpTarget
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events, metrics
@@ -143,18 +146,20 @@ _TOKEN_KINDS = (
 
 def _tokens(m: ClientMetrics, b: MetricBatch, a: Mapping[str, AttributeValue], e: str) -> None:
     usage, caret_tokens = metrics.GEN_AI_CLIENT_TOKEN_USAGE, metrics.CARET_TOKENS
-    for key, gen_ai_type, caret_type in _TOKEN_KINDS:
-        value = _number(a.get(key))
-        if value is None:
-            continue
-        b.add(
-            caret_tokens.name,
-            m.labels(caret_tokens, a, {attrs.CARET_TOKEN_TYPE: caret_type}, event=e),
-            value,
-        )
+    found = [
+        (gen_ai_type, caret_type, value)
+        for key, gen_ai_type, caret_type in _TOKEN_KINDS
+        if (value := _number(a.get(key))) is not None
+    ]
+    if not found:
+        return
+    # The labels shared by every kind are built once per event, not once per kind.
+    caret_labels = m.labeller(caret_tokens, a, attrs.CARET_TOKEN_TYPE, event=e)
+    usage_labels = m.labeller(usage, a, attrs.GEN_AI_TOKEN_TYPE, event=e)
+    for gen_ai_type, caret_type, value in found:
+        b.add(caret_tokens.name, caret_labels(caret_type), value)
         if gen_ai_type is not None:
-            labels = m.labels(usage, a, {attrs.GEN_AI_TOKEN_TYPE: gen_ai_type}, event=e)
-            b.record(usage.name, labels, value)
+            b.record(usage.name, usage_labels(gen_ai_type), value)
 
 
 def _consent(enabled: bool) -> Observer:
@@ -254,39 +259,32 @@ def allowed_labels(spec: MetricSpec, policy: Policy) -> tuple[str, ...]:
 
 
 def views(policy: Policy) -> list[View]:
-    """One View per client metric: allowed label keys, and bucket advice for histograms."""
-    result = []
-    for spec in CLIENT_METRICS:
-        keys = set(allowed_labels(spec, policy))
-        if spec.instrument == "histogram" and spec.buckets:
-            aggregation = ExplicitBucketHistogramAggregation(boundaries=spec.buckets)
-            result.append(
-                View(instrument_name=spec.name, attribute_keys=keys, aggregation=aggregation)
-            )
-        else:
-            result.append(View(instrument_name=spec.name, attribute_keys=keys))
-    return result
+    """One View per client metric the SDK aggregates (histograms are ours): the allowed
+    label keys."""
+    return [
+        View(instrument_name=spec.name, attribute_keys=set(allowed_labels(spec, policy)))
+        for spec in CLIENT_METRICS
+        if spec.instrument != "histogram"
+    ]
+
+
+def histograms() -> ClientHistograms:
+    """The store of the client histograms, for :func:`meter_provider` and
+    :class:`ClientMetrics` (one per gateway)."""
+    return ClientHistograms(spec for spec in CLIENT_METRICS if spec.instrument == "histogram")
 
 
 def meter_provider(
     otlp: OtlpTarget,
     policy: Policy,
+    client_histograms: ClientHistograms,
     *,
     export_interval_s: float = 15.0,
-    readers: list[MetricReader] | None = None,
+    exporter: MetricExporter | None = None,
 ) -> MeterProvider:
     """The SDK pipeline: views from the registry, cumulative OTLP/HTTP to the Collector
-    every ``export_interval_s``. Tests may pass their own ``readers``."""
-    if readers is None:
-        exporter = OTLPMetricExporter(
-            endpoint=otlp.endpoints["metrics"],
-            headers=dict(otlp.headers),
-            timeout=otlp.timeout_s,
-            preferred_temporality=_CUMULATIVE,  # type: ignore[arg-type]
-        )
-        readers = [
-            PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval_s * 1000)
-        ]
+    (or to ``exporter``, e.g. a test's in-memory one) every ``export_interval_s``, the
+    client histograms added to every export."""
     resource = Resource.create(
         {
             attrs.SERVICE_NAME: GATEWAY_SERVICE_NAME,
@@ -294,7 +292,32 @@ def meter_provider(
             attrs.SERVICE_VERSION: __version__,
         }
     )
-    return MeterProvider(metric_readers=readers, resource=resource, views=views(policy))
+    if exporter is None:
+        exporter = OTLPMetricExporter(
+            endpoint=otlp.endpoints["metrics"],
+            headers=dict(otlp.headers),
+            timeout=otlp.timeout_s,
+            preferred_temporality=_CUMULATIVE,  # type: ignore[arg-type]
+        )
+    merged = HistogramExporter(exporter, client_histograms, resource, METER_NAME)
+    reader = PeriodicExportingMetricReader(merged, export_interval_millis=export_interval_s * 1000)
+    return MeterProvider(metric_readers=[reader], resource=resource, views=views(policy))
+
+
+def pipeline(
+    otlp: OtlpTarget,
+    policy: Policy,
+    *,
+    export_interval_s: float = 15.0,
+    exporter: MetricExporter | None = None,
+) -> tuple[MeterProvider, ClientMetrics]:
+    """The gateway's client-metric pipeline: the SDK provider (shut it down at the end)
+    and the recorder that feeds it, sharing one histogram store."""
+    store = histograms()
+    provider = meter_provider(
+        otlp, policy, store, export_interval_s=export_interval_s, exporter=exporter
+    )
+    return provider, ClientMetrics(provider.get_meter(METER_NAME), policy, store)
 
 
 MAX_SERIES_PER_METRIC = 2000
@@ -314,11 +337,11 @@ class ClientMetrics:
 
     Counters and up-down counters are kept here as cumulative totals and reported to the
     SDK through observable instruments at each collection: a request then costs a few
-    dict additions instead of one SDK call (~9 µs) per label set. Histograms need each
-    value, so they are recorded through the SDK.
+    dict additions instead of one SDK call (~9 µs) per label set. Histogram values go to
+    ``client_histograms`` (the store :func:`meter_provider` exports), at ~1 µs a value.
     """
 
-    def __init__(self, meter: Meter, policy: Policy) -> None:
+    def __init__(self, meter: Meter, policy: Policy, client_histograms: ClientHistograms) -> None:
         self._labels = {spec.name: allowed_labels(spec, policy) for spec in CLIENT_METRICS}
         # (metric, event) -> the metric's allowed labels that the event can carry
         self._event_labels: dict[tuple[str, str | None], tuple[str, ...]] = {
@@ -330,16 +353,13 @@ class ClientMetrics:
                 self._event_labels[metric, event.name] = carried
         self._lock = threading.Lock()  # the SDK collects from its own thread
         self._totals: dict[str, dict[Labels, float]] = {}
-        self._histograms: dict[str, Histogram] = {}
+        self._histograms = client_histograms
         self._overflow_logged: set[str] = set()
         self._histogram_series: dict[str, set[Labels]] = {}
         self.folded: dict[str, int] = {}
         """Measurements folded into the ``other`` series, per metric."""
         for spec in CLIENT_METRICS:
             if spec.instrument == "histogram":
-                self._histograms[spec.name] = meter.create_histogram(
-                    spec.name, spec.unit, spec.brief
-                )
                 continue
             self._totals[spec.name] = {}
             create = (
@@ -384,6 +404,21 @@ class ClientMetrics:
             return tuple(pairs)
         return tuple([(k, attributes.get(k, OTHER_VALUE)) for k in keys])
 
+    def labeller(
+        self,
+        spec: MetricSpec,
+        attributes: Mapping[str, AttributeValue],
+        key: str,
+        *,
+        event: str | None = None,
+    ) -> Callable[[AttributeValue], Labels]:
+        """``value -> labels(spec, attributes, {key: value}, event=event)``, with the labels
+        other than ``key`` built once (an event's token kinds share them)."""
+        base = tuple(pair for pair in self.labels(spec, attributes, event=event) if pair[0] != key)
+        if key not in self._labels[spec.name]:
+            return lambda _value: base
+        return lambda value: (*base, (key, value))
+
     def observe(
         self, batch: MetricBatch, event_name: str, attributes: Mapping[str, AttributeValue]
     ) -> None:
@@ -391,7 +426,7 @@ class ClientMetrics:
             observer(self, batch, attributes, event_name)
 
     def flush(self, batch: MetricBatch) -> None:
-        """Add one request's measurements to the totals and the SDK's histograms."""
+        """Add one request's measurements to the totals and the histograms."""
         with self._lock:
             for (name, labels), amount in batch.sums.items():
                 series = self._totals[name]
@@ -408,12 +443,8 @@ class ClientMetrics:
                         labels = _folded(labels)
                     seen.add(labels)
                 samples.append((name, labels, value))
-        label_dicts: dict[Labels, dict[str, AttributeValue]] = {}
-        for name, labels, value in samples:
-            attributes = label_dicts.get(labels)
-            if attributes is None:
-                attributes = label_dicts[labels] = dict(labels)
-            self._histograms[name].record(value, attributes)
+        if samples:
+            self._histograms.record(samples)
 
     def _overflowed(self, name: str) -> None:
         self.folded[name] = self.folded.get(name, 0) + 1

@@ -85,7 +85,12 @@ def add_route(
             raw_events, _ = client_batch.parse_envelope(data, limits.max_events_per_request)
         # The trusted edge's country header, never the client's address.
         country = request.headers.get(country_header) if country_header else None
-        result = await gateway.ingestor.ingest(raw_events, country, consent_writers(role))
+        result = await gateway.ingestor.ingest(
+            raw_events,
+            country,
+            consent_writers(role),
+            scan_controls=client_batch.body_may_hold_control_characters(data),
+        )
         export_result(gateway, result)
         answer: dict[str, object] = {
             "accepted": result.accepted,

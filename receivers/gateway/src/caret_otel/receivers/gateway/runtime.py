@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter
 
 from caret_otel.processors.privacy.client_events import ClientEventScrubber
 from caret_otel.processors.privacy.consent import (
@@ -26,7 +26,7 @@ from caret_otel.processors.privacy.engine import Limits, PrivacyEngine
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
 from caret_otel.receivers.gateway.auth import Authenticator
 from caret_otel.receivers.gateway.client_ingest import ClientEventIngestor
-from caret_otel.receivers.gateway.client_metrics import METER_NAME, ClientMetrics, meter_provider
+from caret_otel.receivers.gateway.client_metrics import ClientMetrics, pipeline
 from caret_otel.receivers.gateway.config import GatewayConfig
 from caret_otel.receivers.gateway.export import OtlpExporter
 from caret_otel.receivers.gateway.self_metrics import GatewayMetrics
@@ -78,7 +78,7 @@ def build_gateway(
     *,
     environ: Mapping[str, str] | None = None,
     consent: ConsentStore | None = None,
-    metric_readers: list[MetricReader] | None = None,
+    metric_exporter: MetricExporter | None = None,
 ) -> Gateway:
     """Build a gateway; raises ``PseudonymKeyError`` (with the keygen hint) without keys
     and ``ConsentStoreError`` when ``DATABASE_URL`` is set but unreachable."""
@@ -108,13 +108,12 @@ def build_gateway(
                 )
             consent = InMemoryConsentStore()
     metrics = GatewayMetrics()
-    meters = meter_provider(
+    meters, client_metrics = pipeline(
         config.otlp,
         policy,
         export_interval_s=config.metric_export_interval_s,
-        readers=metric_readers,
+        exporter=metric_exporter,
     )
-    client_metrics = ClientMetrics(meters.get_meter(METER_NAME), policy)
     metrics.watch_folded_series(client_metrics.folded_counts)
     ingestor = ClientEventIngestor(
         ClientEventScrubber(client_engine, consent),
