@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -177,7 +177,8 @@ def unix_nanos(moment: datetime) -> int:
     """Nanoseconds since the epoch, exact to the microsecond (no float rounding)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    since = moment - _EPOCH  # integer fields: no float rounding (and no timedelta division)
+    return ((since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds) * 1000
 
 
 def check_time_window(time_ns: int, now_ns: int, max_skew_s: float, max_age_days: int) -> None:
