@@ -147,7 +147,7 @@ class _ShapeCache:
 
     def store(self, known: dict[str, bool], value: str, ok: bool) -> None:
         if self.size >= _SHAPE_CACHE_SIZE:
-            for each in self.by_key.values():
+            for each in tuple(self.by_key.values()):  # a snapshot: keys may be added meanwhile
                 each.clear()
             self.size = 0
         known[value] = ok
@@ -303,19 +303,26 @@ class PrivacyEngine:
 
         With ``metric=True`` only keys that may label a metric survive.
         """
-        out: dict[str, object] = {}
+        # Most values leave unchanged: start from a copy (one C-level copy of the whole
+        # dict) and replace or delete the few that change, rather than insert every
+        # kept value into a new dict. The order of keys is the input's either way.
+        out: dict[str, object] = dict(attrs)
         max_attributes = self.limits.max_attributes
         max_length = self.limits.max_value_length
         # Dropped keys never count towards the limit, so only a set with more
         # attributes than the limit can reach it: the check is skipped otherwise.
-        bounded = len(attrs) > max_attributes
+        bounded = len(out) > max_attributes
+        kept = 0  # values kept so far, counted only when bounded (every value then
+        # takes the full rule below)
         plans = self._metric_plans if metric else self._plans
-        pseudonymize = self.pseudonymizer.pseudonymize
         dropped = report.dropped
+        pseudonymize = self.pseudonymizer.pseudonymize
+        accept_pseudonyms = self.accept_pseudonyms
         for key, value in attrs.items():
             plan = plans.get(key)
             if plan is None:
                 dropped[self._unknown_key(key)] += 1
+                del out[key]
                 continue
             # Fast path first: a well-typed public value leaves unchanged. Exact types:
             # a bool is not taken for an int, nor a str subclass for a str; everything
@@ -334,50 +341,62 @@ class PrivacyEngine:
                             ok = len(text) <= max_length and self._shape_decision(
                                 key, shape, text, known
                             )
-                        if ok:
-                            out[key] = value
-                        else:
+                        if not ok:
                             dropped[(key, reasons.SHAPE)] += 1
                             if metric:
                                 out[key] = OTHER_VALUE
+                            else:
+                                del out[key]
                         continue
                     if len(value) <= max_length:  # type: ignore[arg-type]
-                        out[key] = value
                         continue
                 elif value_type is not float or math.isfinite(value):  # type: ignore[arg-type]
-                    out[key] = value
                     continue
             if plan.drop is not None:
                 dropped[plan.drop] += 1
+                del out[key]
                 continue
-            if bounded and len(out) >= max_attributes:
+            if bounded and kept >= max_attributes:
                 report.drop(key, reasons.LIMIT)
+                del out[key]
                 continue
-            if plan.pseudonymous and value_type is str and not self.accept_pseudonyms:
-                if value.strip():  # type: ignore[attr-defined]
-                    out[key] = pseudonymize(value)  # type: ignore[arg-type]
-                    report.pseudonymised[key] += 1
-                else:
+            # identifiers and coarse values (a user id, a country: most records carry
+            # one) inline; every other rule in _scrub_rule
+            if value_type is str and plan.pseudonymous and not accept_pseudonyms:
+                if not value.strip():  # type: ignore[attr-defined]
                     report.drop(key, reasons.EMPTY)
-                continue
-            if plan.coarse is not None and value_type is str:
-                coarse = plan.coarse(value)  # type: ignore[arg-type]
-                if coarse is None:
+                    del out[key]
+                    continue
+                result: object = pseudonymize(value)  # type: ignore[arg-type]
+                report.pseudonymised[key] += 1
+            elif value_type is str and plan.coarse is not None:
+                result = plan.coarse(value)  # type: ignore[arg-type]
+                if result is None:
                     report.drop(key, reasons.INVALID)
-                else:
-                    out[key] = coarse
-                continue
-            if metric and plan.shape is not None and value_type is str:
-                if len(value) <= max_length and self.shape_ok(key, plan.shape, value):  # type: ignore[arg-type]
-                    out[key] = value
-                else:
-                    report.drop(key, reasons.SHAPE)
-                    out[key] = OTHER_VALUE
-                continue
-            scrubbed = self.scrub_value(plan.rule, value, report)
-            if scrubbed is not _DROPPED:
-                out[key] = scrubbed
+                    del out[key]
+                    continue
+            else:
+                result = self._scrub_rule(key, plan, value, report, metric)
+                if result is _DROPPED:
+                    del out[key]
+                    continue
+            kept += 1
+            if result is not value:
+                out[key] = result
         return out
+
+    def _scrub_rule(
+        self, key: str, plan: _Plan, value: object, report: ScrubReport, metric: bool
+    ) -> object:
+        """``scrub_attributes`` for a value off its fast path, of a key that may leave,
+        when it is neither an identifier nor a coarse string (those are handled inline):
+        what leaves, or ``_DROPPED`` (the reason counted)."""
+        if metric and plan.shape is not None and type(value) is str:  # exactly str
+            if len(value) <= self.limits.max_value_length and self.shape_ok(key, plan.shape, value):
+                return value
+            report.drop(key, reasons.SHAPE)
+            return OTHER_VALUE
+        return self.scrub_value(plan.rule, value, report)
 
     def shape_ok(self, key: str, shape: ValueShape, value: str) -> bool:
         """Whether ``value`` may leave as ``key``: it matches the shape and free-text

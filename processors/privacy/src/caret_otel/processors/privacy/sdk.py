@@ -432,7 +432,9 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
                 self._failing.active = False
             return
         if keep:
-            super().on_emit(log_record)
+            # what SynchronousMultiLogRecordProcessor.on_emit does, without its frame
+            for processor in self._log_record_processors:
+                processor.on_emit(log_record)
         else:
             self.rejected_records += 1
             # Processors registered on the provider after this one (a misuse that

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from caret_otel.otlp import body
@@ -76,6 +77,17 @@ class RequestGuard:
                 route = path  # framework routes (/openapi.json, /docs) do not record a template
         self._metrics.requests.labels(route, str(status)).inc()
         self._metrics.request_duration.labels(route).observe(time.perf_counter() - started)
+
+
+class TemplateRoute(Route):
+    """A plain Starlette route that names itself in the scope, as FastAPI's routes do,
+    so the request metrics and the body reader label by its template too."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match != Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
 
 
 def _route_template(scope: Scope) -> str:
