@@ -123,10 +123,12 @@ def body_may_hold_control_characters(body: bytes) -> bool:
 
     JSON forbids raw C0 characters inside strings (the parse refuses them), so one can
     only arrive escaped (``\\u0000``-``\\u001f`` in either case, ``\\b``, ``\\f``) or as a
-    raw DEL. Four substring searches over the whole body spare the per-event check for
+    raw DEL. A few substring searches over the whole body spare the per-event check for
     the usual request; an escaped backslash before ``b``/``f``/``u00`` or any other
     ``\\u00`` escape only sends each event to the per-event check.
     """
+    if b"\\" not in body:  # no escape at all (the usual body): nothing but DEL to look for
+        return b"\x7f" in body
     return b"\\u00" in body or b"\\b" in body or b"\\f" in body or b"\x7f" in body
 
 
