@@ -22,7 +22,7 @@ PROMETHEUS_ROOT := build/prometheus
 # the package unpacked into build/alertmanager (no system service is installed or started).
 ALERTMANAGER_ROOT := build/alertmanager
 
-.PHONY: help demo test install collector services kafka generate check lint typecheck unit bench clean
+.PHONY: help demo test install pure-python collector services kafka generate check lint typecheck unit bench clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,22 @@ $(VENV)/.installed: $(BIN)/python $(PYPROJECTS) $(PYX)
 	$(BIN)/pip install --quiet $(addprefix -e ./,$(DISTRIBUTIONS)) -e '.[test]'
 	@touch $@
 
-install: $(VENV)/.installed ## create .venv and install caret-otel with its test extras
+# The gateway's hot path compiled with mypyc (receivers/gateway/compile_hot_path.py: the
+# same .py sources, C extensions placed beside them); rebuilt when any source it was built
+# from changes (mypyc also folds the generated semantic conventions' constants in).
+HOT_PATH_SOURCES := receivers/gateway/compile_hot_path.py \
+	$(wildcard core/src/caret_otel/otlp/*.py processors/privacy/src/caret_otel/processors/privacy/*.py \
+	receivers/gateway/src/caret_otel/receivers/gateway/*.py semconv/src/caret_otel/semconv/*.py)
+HOT_PATH := $(VENV)/.hot-path
+$(HOT_PATH): $(VENV)/.installed $(HOT_PATH_SOURCES)
+	$(BIN)/python receivers/gateway/compile_hot_path.py
+	@touch $@
+
+install: $(VENV)/.installed $(HOT_PATH) ## create .venv, install caret-otel with its test extras, compile the hot path
+
+pure-python: $(VENV)/.installed ## remove the compiled hot path: the gateway runs pure Python until the next make install
+	$(BIN)/python receivers/gateway/compile_hot_path.py --remove
+	rm -f $(HOT_PATH)
 
 # --- Our Collector distribution --------------------------------------------------------------
 $(BUILDER):
@@ -121,3 +136,5 @@ clean: ## remove build output, the venv and local stack data
 	rm -rf build $(VENV) .caret-otel .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./.git -prune -o \( -name '*.egg-info' -o -name __pycache__ \) -prune -exec rm -rf {} +
 	rm -f $(PYX:.pyx=.c) $(wildcard exporters/postgres/src/caret_otel/exporters/postgres/*.so)
+	rm -f $(wildcard core/src/caret_otel/otlp/*.so processors/privacy/src/caret_otel/processors/privacy/*.so \
+		receivers/gateway/src/caret_otel/receivers/gateway/*.so receivers/gateway/src/*.so)

@@ -72,23 +72,22 @@ texts = st.one_of(
 values = st.one_of(texts, st.integers(-5, 5), st.floats(allow_nan=True), st.booleans())
 
 
-class _NoStore(dict[Any, Any]):
-    """A cache that never keeps anything."""
+class _Fresh:
+    """An engine that decides everything afresh: each call goes to a new engine, whose
+    caches are empty. (Not a patched engine: the privacy engine may be a compiled
+    extension, whose instances cannot be patched; see receivers/gateway hot_path.py.)"""
 
-    def __setitem__(self, key: object, value: object) -> None:
-        return None
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._limits = limits or Limits()
+        self._pseudonymizer = make_pseudonymizer()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(PrivacyEngine(POLICY, self._pseudonymizer, self._limits), name)
 
 
 def uncached_engine(limits: Limits | None = None) -> PrivacyEngine:
     """An engine that decides everything afresh on every call."""
-    engine = PrivacyEngine(POLICY, make_pseudonymizer(), limits or Limits())
-    engine._shapes.store = lambda known, value, ok: None  # type: ignore[method-assign]
-    engine._text_cache = _NoStore()
-    engine._name_cache = _NoStore()
-    engine._description_cache = _NoStore()
-    engine._body_key_cache = _NoStore()
-    engine._unknown_key_cache = _NoStore()
-    return engine
+    return _Fresh(limits)  # type: ignore[return-value]
 
 
 WARM = PrivacyEngine(POLICY, make_pseudonymizer())

@@ -56,6 +56,7 @@ def parse_envelope(body: bytes, max_events: int) -> tuple[list[Any], bool]:
             "empty_body", "body is empty; send a JSON event or array", field="body"
         )
     document = parse_json(body)
+    events: Any  # declared: the branches below bind a list or whatever the client sent
     if isinstance(document, list):
         events, batch = document, True
     elif isinstance(document, dict) and EVENTS in document:

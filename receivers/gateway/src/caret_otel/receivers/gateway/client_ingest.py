@@ -162,8 +162,10 @@ class ClientEventIngestor:
             except ClientEventError as exc:
                 result.rejected.append(Rejection(index, exc.field, exc.reason, rejection_code(exc)))
                 continue
-            except EventRejection as exc:
-                result.rejected.append(Rejection(index, exc.field, exc.reason, exc.code))
+            except EventRejection as refused:  # its own name: one type per variable (mypyc)
+                result.rejected.append(
+                    Rejection(index, refused.field, refused.reason, refused.code)
+                )
                 continue
             if scrubbed.consent_change is not None:
                 # The scrubber validated user_id_hash, so the raw event holds a string.

@@ -24,6 +24,7 @@ from caret_otel.processors.privacy.consent import (
 )
 from caret_otel.processors.privacy.engine import Limits, PrivacyEngine
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer
+from caret_otel.receivers.gateway import hot_path
 from caret_otel.receivers.gateway.auth import Authenticator
 from caret_otel.receivers.gateway.client_ingest import ClientEventIngestor
 from caret_otel.receivers.gateway.client_metrics import ClientMetrics, pipeline
@@ -108,6 +109,7 @@ def build_gateway(
                 )
             consent = InMemoryConsentStore()
     metrics = GatewayMetrics()
+    hot_path.report()
     meters, client_metrics = pipeline(
         config.otlp,
         policy,
