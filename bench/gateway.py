@@ -49,6 +49,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: the shared report writer
 import benchreport
 
+from caret_otel.receivers.gateway import hot_path
 from caret_otel.registry.collector_privacy import INGRESS_PROCESSORS
 from caret_otel.semconv import events as semconv_events
 from caret_otel.semconv.policy import load_policy
@@ -380,6 +381,11 @@ def report(
     wall_ratio = gateway.rate / baseline.rate
     met_rate = "met" if gateway.per_cpu_second >= 20000 else "not met"
     met_p99 = "met" if gateway.p99_ms < 50 else "not met"
+    compiled = hot_path.compiled_modules()
+    if len(compiled) == len(hot_path.MODULES):
+        path = "compiled with mypyc (`make install`; `make pure-python` for the pure-Python one)"
+    else:
+        path = f"pure Python ({len(compiled)} of {len(hot_path.MODULES)} modules compiled)"
     return f"""## Gateway: client events in, OTLP out (`bench/gateway.py`)
 
 Each side pinned to one core with `taskset`; batches of {BATCH} events; {seconds:.0f} s per
@@ -387,7 +393,8 @@ phase after a 2 s warm-up. Rate: {connections} connections closed-loop. Latency:
 at 80 % of that rate, timed from each request's scheduled send (stalls count). The
 machine is shared (1-minute load average {load:.1f} at the start), so a pinned process
 does not get its core to itself: *per CPU-second* divides by the CPU time the process
-really got, which is the rate on a core of its own. Rerun: `.venv/bin/python bench/gateway.py`.
+really got, which is the rate on a core of its own. The gateway's hot path: {path}.
+Rerun: `.venv/bin/python bench/gateway.py`.
 
 | pipeline (one core) | events/s (wall) | share of the core it got | **events per CPU-second** | offered at 80 % | p50 | p99 |
 |---|---:|---:|---:|---:|---:|---:|

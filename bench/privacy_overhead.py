@@ -60,6 +60,7 @@ from caret_otel.processors.privacy.otlp import scrub_trace_request
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, parse_keys
 from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.processors.privacy.sdk import install_privacy
+from caret_otel.receivers.gateway import hot_path
 from caret_otel.semconv import attributes as attrs
 from caret_otel.semconv import events as event_specs
 from caret_otel.semconv.policy import load_policy
@@ -347,6 +348,18 @@ def report(results: Results, rounds: int, records: int) -> str:
     def verdict(value: float) -> str:
         return "meets" if value <= TARGET_OVERHEAD else "misses"
 
+    engine_modules = (
+        "caret_otel.processors.privacy.engine",
+        "caret_otel.processors.privacy.pseudonyms",
+    )
+    compiled = set(engine_modules) <= set(hot_path.compiled_modules())
+    engine_build = (
+        "compiled with mypyc, as `make install` builds it in this repository (a service that "
+        "installs the SDK from a wheel runs it as pure Python)"
+        if compiled
+        else "pure Python"
+    )
+
     return f"""## In-process privacy overhead (`bench/privacy_overhead.py`)
 
 The OTel Python SDK with and without the privacy processors of `caret_otel.processors.privacy.sdk`
@@ -356,7 +369,8 @@ encodes every batch to OTLP protobuf and discards it (no network). Records look 
 Caret service's: GenAI attributes, a user id (pseudonymised), an unknown key (dropped), an
 event on one span in four, an error status on one in ten. Rates are records per CPU-second
 of the process (all threads, the batch worker included): on a shared machine CPU time is
-far steadier than wall time, and CPU is what the processors cost a service.
+far steadier than wall time, and CPU is what the processors cost a service. The privacy
+engine: {engine_build}.
 
 | signal | plain SDK | SDK + privacy | privacy / plain | overhead | target ≤ {TARGET_OVERHEAD:.0%} |
 |---|---:|---:|---:|---:|---|
