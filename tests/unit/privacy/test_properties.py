@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from metric_capture import MetricCapture
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -21,7 +22,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, Status, StatusCode
 from unit.privacy import otlp_docs as doc
 from unit.privacy.conftest import make_pseudonymizer
-from unit.privacy.metric_sink import MetricSink
 from unit.privacy.planted import (
     ALLOWED_LANGUAGES,
     ALLOWED_MODELS,
@@ -256,13 +256,13 @@ class Sdk:
     meter_provider: MeterProvider
     spans: InMemorySpanExporter
     logs: InMemoryLogRecordExporter
-    metrics: MetricSink
+    metrics: MetricCapture
 
     def outputs(self) -> Iterator[str]:
         self.meter_provider.force_flush()
         yield from (s.to_json() for s in self.spans.get_finished_spans())
         yield from (r.to_json() for r in self.logs.get_finished_logs())
-        yield from (data.to_json() for data in self.metrics.exported)
+        yield from (data.to_json() for data in self.metrics.exports)
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -283,7 +283,7 @@ def sdk_pipeline(resource: Resource) -> Sdk:
         log_exporters=[logs],
         batch=False,
     )
-    sink = MetricSink()
+    sink = MetricCapture()
     meter_provider = MeterProvider(
         resource=resource,
         **wiring.meter_provider_kwargs(metric_exporters=[sink], export_interval_millis=10**9),
@@ -329,7 +329,7 @@ def test_sdk_signals_leak_nothing(planted: list[tuple[Planted, str]], allowed: A
         sdk.shutdown()
     assert_nothing_survives(place.secrets, *outputs)
     (point,) = (
-        sdk.metrics.exported[0].resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+        sdk.metrics.exports[0].resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
     )
     assert point.value == allowed.input_tokens
     assert dict(point.attributes or {}) == allowed.metric_attributes()
