@@ -49,7 +49,8 @@ $(VENV)/.installed: $(BIN)/python $(PYPROJECTS) $(PYX)
 
 # The gateway's hot path compiled with mypyc (receivers/gateway/compile_hot_path.py: the
 # same .py sources, C extensions placed beside them); rebuilt when any source it was built
-# from changes (mypyc also folds the generated semantic conventions' constants in).
+# from changes (hot_path.SOURCE_PACKAGES; mypyc also folds the generated semantic
+# conventions' constants in).
 HOT_PATH_SOURCES := receivers/gateway/compile_hot_path.py \
 	$(wildcard core/src/caret_otel/otlp/*.py processors/privacy/src/caret_otel/processors/privacy/*.py \
 	receivers/gateway/src/caret_otel/receivers/gateway/*.py semconv/src/caret_otel/semconv/*.py)

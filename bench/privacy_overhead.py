@@ -348,11 +348,8 @@ def report(results: Results, rounds: int, records: int) -> str:
     def verdict(value: float) -> str:
         return "meets" if value <= TARGET_OVERHEAD else "misses"
 
-    engine_modules = (
-        "caret_otel.processors.privacy.engine",
-        "caret_otel.processors.privacy.pseudonyms",
-    )
-    compiled = set(engine_modules) <= set(hot_path.compiled_modules())
+    privacy_modules = {m for m in hot_path.MODULES if m.startswith("caret_otel.processors.")}
+    compiled = privacy_modules <= set(hot_path.compiled_modules())
     engine_build = (
         "compiled with mypyc, as `make install` builds it in this repository (a service that "
         "installs the SDK from a wheel runs it as pure Python)"

@@ -76,11 +76,6 @@ class ClientHistograms:
     def names(self) -> frozenset[str]:
         return frozenset(self._specs)
 
-    def series(self, name: str) -> dict[Labels, _Series]:
-        """The label sets of ``name`` so far (read them under the caller's own lock:
-        ``ClientMetrics`` decides folding before it records)."""
-        return self._series[name]
-
     def record(self, samples: Iterable[tuple[str, Labels, float]]) -> None:
         with self._lock:
             for name, labels, value in samples:

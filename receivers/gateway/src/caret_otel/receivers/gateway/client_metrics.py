@@ -268,12 +268,6 @@ def views(policy: Policy) -> list[View]:
     ]
 
 
-def histograms() -> ClientHistograms:
-    """The store of the client histograms, for :func:`meter_provider` and
-    :class:`ClientMetrics` (one per gateway)."""
-    return ClientHistograms(spec for spec in CLIENT_METRICS if spec.instrument == "histogram")
-
-
 def meter_provider(
     otlp: OtlpTarget,
     policy: Policy,
@@ -313,7 +307,7 @@ def pipeline(
 ) -> tuple[MeterProvider, ClientMetrics]:
     """The gateway's client-metric pipeline: the SDK provider (shut it down at the end)
     and the recorder that feeds it, sharing one histogram store."""
-    store = histograms()
+    store = ClientHistograms(spec for spec in CLIENT_METRICS if spec.instrument == "histogram")
     provider = meter_provider(
         otlp, policy, store, export_interval_s=export_interval_s, exporter=exporter
     )
