@@ -177,6 +177,31 @@ def test_opted_out_logs_never_leave(pipeline: Pipeline, pseudonymizer: Pseudonym
     assert [r.log_record.body for r in pipeline.logs.get_finished_logs()] == ["b"]
 
 
+def test_logs_of_a_service_resource_naming_an_opted_out_user_never_leave(
+    engine: PrivacyEngine, pseudonymizer: Pseudonymizer
+) -> None:
+    consent = InMemoryConsentStore()
+    consent.set_consent(pseudonymizer.all_pseudonyms("gone"), enabled=False)
+    for user, expected in (("gone", []), ("stays", ["a", "b"])):
+        logs = InMemoryLogRecordExporter()
+        provider = LoggerProvider(
+            resource=Resource.create({attrs.SERVICE_NAME: "cli", attrs.ENDUSER_ID: user}),
+            shutdown_on_exit=False,
+        )
+        wiring = install_privacy(
+            None, provider, engine=engine, consent=consent, log_exporters=[logs], batch=False
+        )
+        logger = provider.get_logger("t")
+        logger.emit(body="a", attributes={attrs.GEN_AI_REQUEST_MODEL: "gpt-4o"})
+        logger.emit(body="b")
+        finished = logs.get_finished_logs()
+        assert [r.log_record.body for r in finished] == expected
+        assert wiring.log_processor is not None
+        assert wiring.log_processor.rejected_records == 2 - len(expected)
+        assert all(r.resource.attributes.get(attrs.ENDUSER_ID) != user for r in finished)
+        provider.shutdown()
+
+
 def test_metrics_keep_only_safe_labels_and_skip_opted_out_users(
     pipeline: Pipeline, pseudonymizer: Pseudonymizer
 ) -> None:

@@ -104,17 +104,7 @@ def opted_out_user(
     belongs to a user who opted out. Raw ids are checked under every live key (see
     ``PrivacyEngine.pseudonyms_for_consent``), so a raw ``user.id`` meets its stored
     pseudonym even across a key rotation."""
-    for attributes in attribute_sets:
-        if not attributes:
-            continue
-        for key in USER_ATTRIBUTES:
-            value = attributes.get(key)
-            if value is None:
-                continue
-            for pseudonym in engine.pseudonyms_for_consent(value):
-                if consent.is_opted_out(pseudonym):
-                    return True
-    return False
+    return any(engine.opted_out(consent, attributes) for attributes in attribute_sets)
 
 
 _UPSERT: Final = """

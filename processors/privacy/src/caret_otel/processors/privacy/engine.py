@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from caret_otel.processors.privacy import report as reasons
+from caret_otel.processors.privacy.consent import USER_ATTRIBUTES, ConsentStore
 from caret_otel.processors.privacy.geo import CONTINENTS, normalise_country
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, is_pseudonym
 from caret_otel.processors.privacy.redaction import (
@@ -465,6 +466,21 @@ class PrivacyEngine:
             # Kept only when its keyed tag verifies; an unkeyed look-alike is dropped.
             return text if self.pseudonymizer.verify(text) else None
         return self.pseudonymizer.pseudonymize(text)
+
+    def opted_out(self, consent: ConsentStore, attributes: Mapping[str, object]) -> bool:
+        """Whether a user attribute of ``attributes`` (raw, not yet scrubbed) belongs to a
+        user who opted out, under any live key (``pseudonyms_for_consent``). Runs for
+        every record: ``consent.opted_out_user`` checks several sets with it."""
+        if not attributes:
+            return False
+        for key in USER_ATTRIBUTES:
+            value = attributes.get(key)
+            if value is None:
+                continue
+            for pseudonym in self.pseudonyms_for_consent(value):
+                if consent.is_opted_out(pseudonym):
+                    return True
+        return False
 
     def pseudonyms_for_consent(self, value: object) -> Sequence[str]:
         """Every pseudonym an opt-out of this identifier may be stored under: one per

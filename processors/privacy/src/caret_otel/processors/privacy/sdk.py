@@ -72,6 +72,11 @@ from caret_otel.core.errors import CaretOtelError
 from caret_otel.processors.privacy import report as reasons
 from caret_otel.processors.privacy.consent import USER_ATTRIBUTES, ConsentStore, opted_out_user
 from caret_otel.processors.privacy.engine import PrivacyEngine
+from caret_otel.processors.privacy.log_records import (
+    NO_ATTRIBUTES,
+    LogRecordScrubber,
+    attributes_view,
+)
 from caret_otel.processors.privacy.otlp import clean_schema_url, clean_scope_version
 from caret_otel.processors.privacy.report import ScrubReport, reportable_key
 from caret_otel.semconv.policy import Policy
@@ -112,23 +117,6 @@ class _CumulativeReport:
         with self.lock:
             copy.merge(self.total)
         return copy
-
-
-_NO_USERS: Final[Mapping[str, object]] = {}
-
-
-def _fast_view(attributes: object) -> Mapping[str, object]:
-    """A plain-dict view of SDK attributes, for reading.
-
-    The SDK keeps attributes in ``BoundedAttributes``, a MutableMapping written in
-    Python: iterating it goes through Python-level ``__iter__``/``__getitem__`` per key
-    and cost more than the scrubbing itself. Its backing dict is read directly when
-    present (never written); any other mapping is used as it is.
-    """
-    inner = getattr(attributes, "_dict", None)
-    if isinstance(inner, dict):
-        return inner
-    return attributes if isinstance(attributes, Mapping) else _NO_USERS
 
 
 def _ended_items(items: object) -> Sequence[Any] | None:
@@ -192,7 +180,7 @@ class _ScrubCache:
         cached = self._resources.get(id(resource))
         if cached is None or cached[0] is not resource:
             attributes = resource.attributes
-            users = {k: attributes[k] for k in USER_ATTRIBUTES if k in attributes} or _NO_USERS
+            users = {k: attributes[k] for k in USER_ATTRIBUTES if k in attributes} or NO_ATTRIBUTES
             scrubbed = Resource(
                 self._scrub_mapping(attributes, report),
                 clean_schema_url(resource.schema_url or "", report),
@@ -287,7 +275,7 @@ class PrivacySpanExporter(SpanExporter):
     def _scrub(self, span: ReadableSpan, report: ScrubReport) -> ReadableSpan | None:
         engine = self._engine
         # ReadableSpan.attributes wraps the BoundedAttributes in a MappingProxyType.
-        attributes = _fast_view(getattr(span, "_attributes", None) or span.attributes)
+        attributes = attributes_view(getattr(span, "_attributes", None) or span.attributes)
         span_events = _ended_items(getattr(span, "_events", None))
         if span_events is None:
             span_events = span.events
@@ -299,8 +287,8 @@ class PrivacySpanExporter(SpanExporter):
         events: Sequence[Event] = ()
         links: Sequence[Link] = ()
         if span_events or span_links:  # one span in many has any: skip the lists otherwise
-            event_attributes = [_fast_view(e.attributes) for e in span_events]
-            link_attributes = [_fast_view(k.attributes) for k in span_links]
+            event_attributes = [attributes_view(e.attributes) for e in span_events]
+            link_attributes = [attributes_view(k.attributes) for k in span_links]
             if opted_out_user(
                 engine, consent, attributes, resource_users, *event_attributes, *link_attributes
             ):
@@ -396,16 +384,11 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
         self._consent = consent
         self._cache = _ScrubCache(engine)
         self._report = _CumulativeReport()
-        self._events = engine.policy.events
         self._failing = _Reporting()
-        self.rejected_records = 0
-        # The last resource and scope seen, checked by identity before the caches: a
-        # logger emits record after record with the same ones (kept under the lock).
-        self._last_resource: tuple[Resource, Resource, Mapping[str, object]] | None = None
-        self._last_scope: tuple[InstrumentationScope | None, InstrumentationScope | None] = (
-            None,
-            None,
+        self._scrubber = LogRecordScrubber(
+            engine, consent, self._cache.resource_entry, self._cache.scope
         )
+        self.rejected_records = 0
 
     def report(self) -> ScrubReport:
         return self._report.snapshot()
@@ -416,7 +399,7 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
         failure: Exception | None = None
         with self._report.lock:
             try:
-                keep = self._scrub(log_record, self._report.total)
+                keep = self._scrubber.scrub(log_record, self._report.total)
             except Exception as exc:  # fail closed: an unscrubbed record never goes on
                 self._report.total.dropped[(RECORD, ERROR)] += 1
                 failure, keep = exc, False
@@ -441,48 +424,6 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
             # add_privacy_log_processor cannot see coming) still get the record: give
             # them nothing to export but an empty shell.
             _blank(log_record)
-
-    def _scrub(self, record: ReadWriteLogRecord, report: ScrubReport) -> bool:
-        engine = self._engine
-        api_record = record.log_record
-        # _fast_view inlined (a call per record shows): the SDK's BoundedAttributes dict
-        inner = getattr(api_record.attributes, "_dict", None)
-        attributes: Mapping[str, object] = (
-            inner if type(inner) is dict else _fast_view(api_record.attributes)
-        )
-        body = api_record.body
-        resource_users = _NO_USERS
-        resource = record.resource
-        if resource is not None:
-            last = self._last_resource
-            if last is None or last[0] is not resource:
-                last = self._last_resource = self._cache.resource_entry(resource, report)
-            record.resource = last[1]
-            resource_users = last[2]
-        if body is None:  # most records: skip the ABC isinstance check below
-            if resource_users:
-                if opted_out_user(engine, self._consent, attributes, resource_users):
-                    return False
-            elif opted_out_user(engine, self._consent, attributes):
-                return False
-        else:
-            body_map: Mapping[str, object] = body if isinstance(body, Mapping) else _NO_USERS
-            if opted_out_user(engine, self._consent, attributes, resource_users, body_map):
-                return False
-        # (the engine only emits valid attribute values; no cast() call on the hot path)
-        api_record.attributes = engine.scrub_attributes(attributes, report)  # type: ignore[assignment]
-        if body is not None:
-            api_record.body = engine.scrub_body(body, report)  # type: ignore[assignment]
-        if api_record.event_name and api_record.event_name not in self._events:
-            api_record.event_name = engine.scrub_name(api_record.event_name, report)
-        if api_record.severity_text:
-            api_record.severity_text = engine.scrub_name(api_record.severity_text, report)
-        scope = record.instrumentation_scope
-        last_scope = self._last_scope
-        if last_scope[0] is not scope:
-            last_scope = self._last_scope = (scope, self._cache.scope(scope, report))
-        record.instrumentation_scope = last_scope[1]
-        return True
 
 
 def _blank(record: ReadWriteLogRecord) -> None:

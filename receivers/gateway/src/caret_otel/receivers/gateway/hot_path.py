@@ -1,4 +1,5 @@
-"""The gateway's per-event hot path, compiled with mypyc when it was built.
+"""The per-event hot path, compiled with mypyc when it was built: the gateway's, and the
+per-record work of the SDK's privacy log processor (``log_records``).
 
 ``make install`` compiles :data:`MODULES` (the same ``.py`` sources: nothing is written
 twice) into C extensions placed next to their sources, where Python imports them in
@@ -25,12 +26,14 @@ MODULES: Final = (
     "caret_otel.otlp.wire",
     "caret_otel.processors.privacy.pseudonyms",
     "caret_otel.processors.privacy.engine",
+    "caret_otel.processors.privacy.log_records",
     "caret_otel.processors.privacy.client_events",
     "caret_otel.receivers.gateway.client_batch",
     "caret_otel.receivers.gateway.client_metrics",
     "caret_otel.receivers.gateway.client_ingest",
 )
-"""The modules every client event runs through, in import order."""
+"""The modules every client event runs through, in import order, and ``log_records``
+(what the SDK's privacy log processor does for every log record of a Python service)."""
 
 GROUP: Final = "caret_otel_hot_path"
 """mypyc's shared library of the compiled modules is ``<GROUP>__mypyc``."""
