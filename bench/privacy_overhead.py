@@ -30,14 +30,16 @@ import base64
 import copy
 import gc
 import hashlib
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -339,20 +341,45 @@ def overhead(plain: float, privacy: float) -> float:
     return plain / privacy - 1
 
 
-def report(results: Results, rounds: int, records: int) -> str:
+def privacy_compiled() -> bool:
+    """Whether this process runs the hot path's privacy modules compiled (not from the
+    ``.py`` sources, as ``hot_path.use_sources()`` or a build without mypyc has them)."""
+    modules = [m for m in hot_path.MODULES if m.startswith("caret_otel.processors.")]
+    files = [str(getattr(sys.modules.get(m), "__file__", "")) for m in modules]
+    return all(file and not file.endswith(".py") for file in files)
+
+
+def verdict(value: float) -> str:
+    return "meets" if value <= TARGET_OVERHEAD else "misses"
+
+
+def sdk_rows(build: str, medians: dict[str, float]) -> str:
+    rows = []
+    for signal in ("spans", "logs"):
+        plain, privacy = medians[f"{signal}_plain"], medians[f"{signal}_privacy"]
+        cost = overhead(plain, privacy)
+        rows.append(
+            f"| {signal} | {build} | {plain:,.0f}/s | {privacy:,.0f}/s | {privacy / plain:.3f} "
+            f"| {cost:+.1%} | {verdict(cost)} |"
+        )
+    return "\n".join(rows)
+
+
+def report(
+    results: Results, rounds: int, records: int, interpreted: dict[str, float] | None
+) -> str:
     spans_plain, spans_privacy = results.median("spans_plain"), results.median("spans_privacy")
     logs_plain, logs_privacy = results.median("logs_plain"), results.median("logs_privacy")
-    span_overhead = overhead(spans_plain, spans_privacy)
-    log_overhead = overhead(logs_plain, logs_privacy)
-
-    def verdict(value: float) -> str:
-        return "meets" if value <= TARGET_OVERHEAD else "misses"
-
-    privacy_modules = {m for m in hot_path.MODULES if m.startswith("caret_otel.processors.")}
-    compiled = privacy_modules <= set(hot_path.compiled_modules())
+    compiled = privacy_compiled()
+    build = "compiled (mypyc)" if compiled else "pure Python"
+    table = sdk_rows(build, {name: results.median(name) for name in SDK_STEPS})
+    if interpreted is not None:
+        table += "\n" + sdk_rows("pure Python", interpreted)
     engine_build = (
-        "compiled with mypyc, as `make install` builds it in this repository (a service that "
-        "installs the SDK from a wheel runs it as pure Python)"
+        "compiled with mypyc, as `make install` builds it in this repository; the rows "
+        "marked pure Python come from a second process of the same run that imports the "
+        "same modules from their `.py` sources (`hot_path.use_sources()`), as a service "
+        "that installs the distributions as wheels runs them"
         if compiled
         else "pure Python"
     )
@@ -367,14 +394,13 @@ Caret service's: GenAI attributes, a user id (pseudonymised), an unknown key (dr
 event on one span in four, an error status on one in ten. Rates are records per CPU-second
 of the process (all threads, the batch worker included): on a shared machine CPU time is
 far steadier than wall time, and CPU is what the processors cost a service. The privacy
-engine: {engine_build}.
+modules: {engine_build}.
 
-| signal | plain SDK | SDK + privacy | privacy / plain | overhead | target ≤ {TARGET_OVERHEAD:.0%} |
-|---|---:|---:|---:|---:|---|
-| spans | {spans_plain:,.0f}/s | {spans_privacy:,.0f}/s | {spans_privacy / spans_plain:.3f} | {span_overhead:+.1%} | {verdict(span_overhead)} |
-| logs | {logs_plain:,.0f}/s | {logs_privacy:,.0f}/s | {logs_privacy / logs_plain:.3f} | {log_overhead:+.1%} | {verdict(log_overhead)} |
+| signal | privacy modules | plain SDK | SDK + privacy | privacy / plain | overhead | target ≤ {TARGET_OVERHEAD:.0%} |
+|---|---|---:|---:|---:|---:|---|
+{table}
 
-Per record, privacy adds {1e6 / spans_privacy - 1e6 / spans_plain:.1f} µs of CPU to a span
+Per record ({build}), privacy adds {1e6 / spans_privacy - 1e6 / spans_plain:.1f} µs of CPU to a span
 (which costs {1e6 / spans_plain:.1f} µs without it) and {1e6 / logs_privacy - 1e6 / logs_plain:.1f} µs
 to a log record ({1e6 / logs_plain:.1f} µs without it).
 
@@ -388,6 +414,49 @@ The privacy engine on its own (one core, no SDK):
 """
 
 
+SDK_STEPS: Final = ("spans_plain", "spans_privacy", "logs_plain", "logs_privacy")
+
+# The second process: the same script with the hot path imported from its sources.
+_PURE_PYTHON_CHILD: Final = (
+    "import runpy, sys\n"
+    "from caret_otel.receivers.gateway import hot_path\n"
+    "hot_path.use_sources()\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def run_rounds(steps: list[tuple[str, Callable[[], float]]], rounds: int) -> Results:
+    results = Results()
+    for _, warm_up in steps:  # imports, caches, allocator
+        warm_up()
+    for number in range(1, rounds + 1):
+        order = steps if number % 2 else steps[::-1]  # alternate so neither mode always goes first
+        for name, step in order:
+            results.add(name, step())
+        print(
+            f"round {number}/{rounds}: "
+            + ", ".join(f"{name} {results.rates[name][-1]:,.0f}/s" for name, _ in steps),
+            file=sys.stderr,
+            flush=True,
+        )
+    return results
+
+
+def pure_python_medians(rounds: int, records: int) -> dict[str, float]:
+    """The SDK rows again in a child process that runs the privacy modules from source."""
+    print("the same SDK rounds with the privacy modules as pure Python:", file=sys.stderr)
+    options = ("--rounds", str(rounds), "--records", str(records))
+    child = subprocess.run(
+        [sys.executable, "-c", _PURE_PYTHON_CHILD, __file__, "--sdk-json", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    medians: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
+    return medians
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -397,34 +466,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone"
     )
+    parser.add_argument(
+        "--sdk-json",
+        action="store_true",
+        help="only the SDK rounds; print their medians as one JSON line (the pure-Python "
+        "process of a run)",
+    )
     args = parser.parse_args(argv)
     # Queues big enough for a whole round: both modes must export every record, or the
     # mode that falls behind would look faster by dropping work.
     os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(args.records + 1)
     os.environ["OTEL_BLRP_MAX_QUEUE_SIZE"] = str(args.records + 1)
-    events = client_events(args.records)
-    results = Results()
-    steps: list[tuple[str, Callable[[], float]]] = [
+    sdk_steps: list[tuple[str, Callable[[], float]]] = [
         ("spans_plain", lambda: run_spans(False, args.records)),
         ("spans_privacy", lambda: run_spans(True, args.records)),
         ("logs_plain", lambda: run_logs(False, args.records)),
         ("logs_privacy", lambda: run_logs(True, args.records)),
+    ]
+    if args.sdk_json:
+        results = run_rounds(sdk_steps, args.rounds)
+        print(json.dumps({name: results.median(name) for name in SDK_STEPS}))
+        return 0
+    events = client_events(args.records)
+    engine_steps: list[tuple[str, Callable[[], float]]] = [
         ("events", lambda: run_client_events(events, parse=False)),
         ("events_json", lambda: run_client_events(events, parse=True)),
         ("otlp", lambda: run_otlp(args.records)),
     ]
-    for step in steps:  # warm-up: imports, caches, allocator
-        step[1]()
-    for number in range(1, args.rounds + 1):
-        order = steps if number % 2 else steps[::-1]  # alternate so neither mode always goes first
-        for name, step in order:
-            results.add(name, step())
-        print(
-            f"round {number}/{args.rounds}: "
-            + ", ".join(f"{name} {results.rates[name][-1]:,.0f}/s" for name, _ in steps),
-            flush=True,
-        )
-    text = report(results, args.rounds, args.records)
+    results = run_rounds(sdk_steps + engine_steps, args.rounds)
+    interpreted = pure_python_medians(args.rounds, args.records) if privacy_compiled() else None
+    text = report(results, args.rounds, args.records, interpreted)
     print(text)
     if not args.no_write:
         import benchreport

@@ -14,10 +14,14 @@ them: the gateway logs a warning at start and the test-suite refuses to run unti
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -84,6 +88,34 @@ def stale() -> list[str]:
         for source in Path(folder).glob("*.py")
     )
     return [module for module, path in compiled if path.stat().st_mtime < newest]
+
+
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Finds the modules of :data:`MODULES` as their ``.py`` sources only."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in MODULES or path is None:
+            return None
+        loaders = [(importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)]
+        for folder in path:
+            spec = importlib.machinery.FileFinder(folder, *loaders).find_spec(fullname, target)
+            if spec is not None:
+                return spec
+        return None
+
+
+def use_sources() -> None:
+    """Import the modules of :data:`MODULES` from their ``.py`` sources in this process
+    even where compiled extensions sit beside them: what a service that installed the
+    distributions as wheels runs (the benchmarks measure both). Call it before any of
+    them is imported; it raises ``RuntimeError`` when one already is."""
+    loaded = [module for module in MODULES if module in sys.modules]
+    if loaded:
+        raise RuntimeError(f"use_sources() after these were imported: {', '.join(loaded)}")
+    if not any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst())
 
 
 def report() -> None:
