@@ -20,7 +20,7 @@ processors cost a service. Results are written as ratios against the plain SDK i
 ``docs/benchmarks.md`` (section ``privacy_overhead``); the target is at most 10 %
 overhead.
 
-Usage: .venv/bin/python bench/privacy_overhead.py [--rounds 7] [--records 20000] [--no-write]
+Usage: .venv/bin/python bench/privacy_overhead.py [--rounds 15] [--records 20000] [--no-write]
 """
 
 from __future__ import annotations
@@ -335,6 +335,12 @@ class Results:
     def median(self, name: str) -> float:
         return statistics.median(self.rates[name])
 
+    def paired_overheads(self, signal: str) -> list[float]:
+        """The overhead of each round, privacy against the plain run beside it: the
+        host's speed drifts over a run, and a pair of neighbouring runs shares it."""
+        pairs = zip(self.rates[f"{signal}_plain"], self.rates[f"{signal}_privacy"], strict=True)
+        return sorted(overhead(plain, privacy) for plain, privacy in pairs)
+
 
 def overhead(plain: float, privacy: float) -> float:
     """Extra time per record, relative to the plain SDK."""
@@ -353,26 +359,27 @@ def verdict(value: float) -> str:
     return "meets" if value <= TARGET_OVERHEAD else "misses"
 
 
-def sdk_rows(build: str, medians: dict[str, float]) -> str:
+def sdk_rows(build: str, results: Results) -> str:
     rows = []
     for signal in ("spans", "logs"):
-        plain, privacy = medians[f"{signal}_plain"], medians[f"{signal}_privacy"]
-        cost = overhead(plain, privacy)
+        plain, privacy = results.median(f"{signal}_plain"), results.median(f"{signal}_privacy")
+        costs = results.paired_overheads(signal)
+        cost = statistics.median(costs)
+        quartiles = statistics.quantiles(costs, n=4) if len(costs) > 1 else [cost, cost, cost]
         rows.append(
-            f"| {signal} | {build} | {plain:,.0f}/s | {privacy:,.0f}/s | {privacy / plain:.3f} "
-            f"| {cost:+.1%} | {verdict(cost)} |"
+            f"| {signal} | {build} | {plain:,.0f}/s | {privacy:,.0f}/s | {cost:+.1%} "
+            f"| {quartiles[0]:+.1%} .. {quartiles[2]:+.1%} | {verdict(cost)} |"
         )
     return "\n".join(rows)
 
 
-def report(
-    results: Results, rounds: int, records: int, interpreted: dict[str, float] | None
-) -> str:
-    spans_plain, spans_privacy = results.median("spans_plain"), results.median("spans_privacy")
-    logs_plain, logs_privacy = results.median("logs_plain"), results.median("logs_privacy")
+def report(results: Results, rounds: int, records: int, interpreted: Results | None) -> str:
+    spans_plain, logs_plain = results.median("spans_plain"), results.median("logs_plain")
+    span_cost = statistics.median(results.paired_overheads("spans"))
+    log_cost = statistics.median(results.paired_overheads("logs"))
     compiled = privacy_compiled()
     build = "compiled (mypyc)" if compiled else "pure Python"
-    table = sdk_rows(build, {name: results.median(name) for name in SDK_STEPS})
+    table = sdk_rows(build, results)
     if interpreted is not None:
         table += "\n" + sdk_rows("pure Python", interpreted)
     engine_build = (
@@ -388,7 +395,9 @@ def report(
 
 The OTel Python SDK with and without the privacy processors of `caret_otel.processors.privacy.sdk`
 (wired by `install_privacy`), same run, {rounds} interleaved rounds of {records:,} records
-each, medians. Both modes export through the SDK's batch processor to an exporter that
+each; rates are medians, the overhead is the median of each round's privacy run against
+the plain run beside it (with the quartiles of those rounds: single runs on this shared
+host scatter by ±15 %, a pair shares the host's drift). Both modes export through the SDK's batch processor to an exporter that
 encodes every batch to OTLP protobuf and discards it (no network). Records look like a
 Caret service's: GenAI attributes, a user id (pseudonymised), an unknown key (dropped), an
 event on one span in four, an error status on one in ten. Rates are records per CPU-second
@@ -396,13 +405,13 @@ of the process (all threads, the batch worker included): on a shared machine CPU
 far steadier than wall time, and CPU is what the processors cost a service. The privacy
 modules: {engine_build}.
 
-| signal | privacy modules | plain SDK | SDK + privacy | privacy / plain | overhead | target ≤ {TARGET_OVERHEAD:.0%} |
-|---|---|---:|---:|---:|---:|---|
+| signal | privacy modules | plain SDK | SDK + privacy | overhead | rounds' quartiles | target ≤ {TARGET_OVERHEAD:.0%} |
+|---|---|---:|---:|---:|---|---|
 {table}
 
-Per record ({build}), privacy adds {1e6 / spans_privacy - 1e6 / spans_plain:.1f} µs of CPU to a span
-(which costs {1e6 / spans_plain:.1f} µs without it) and {1e6 / logs_privacy - 1e6 / logs_plain:.1f} µs
-to a log record ({1e6 / logs_plain:.1f} µs without it).
+At those overheads ({build}), privacy adds {span_cost * 1e6 / spans_plain:.1f} µs of CPU to a
+span (which costs {1e6 / spans_plain:.1f} µs without it) and {log_cost * 1e6 / logs_plain:.1f} µs to
+a log record ({1e6 / logs_plain:.1f} µs without it).
 
 The privacy engine on its own (one core, no SDK):
 
@@ -413,8 +422,6 @@ The privacy engine on its own (one core, no SDK):
 | OTLP spans, `scrub_trace_request` on 512-span requests | {results.median("otlp"):,.0f} spans/s |
 """
 
-
-SDK_STEPS: Final = ("spans_plain", "spans_privacy", "logs_plain", "logs_privacy")
 
 # The second process: the same script with the hot path imported from its sources.
 _PURE_PYTHON_CHILD: Final = (
@@ -443,7 +450,7 @@ def run_rounds(steps: list[tuple[str, Callable[[], float]]], rounds: int) -> Res
     return results
 
 
-def pure_python_medians(rounds: int, records: int) -> dict[str, float]:
+def pure_python_results(rounds: int, records: int) -> Results:
     """The SDK rows again in a child process that runs the privacy modules from source."""
     print("the same SDK rounds with the privacy modules as pure Python:", file=sys.stderr)
     options = ("--rounds", str(rounds), "--records", str(records))
@@ -453,15 +460,14 @@ def pure_python_medians(rounds: int, records: int) -> dict[str, float]:
         text=True,
         check=True,
     )
-    medians: dict[str, float] = json.loads(child.stdout.strip().splitlines()[-1])
-    return medians
+    return Results(json.loads(child.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone"
@@ -469,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sdk-json",
         action="store_true",
-        help="only the SDK rounds; print their medians as one JSON line (the pure-Python "
+        help="only the SDK rounds; print their rates as one JSON line (the pure-Python "
         "process of a run)",
     )
     args = parser.parse_args(argv)
@@ -485,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if args.sdk_json:
         results = run_rounds(sdk_steps, args.rounds)
-        print(json.dumps({name: results.median(name) for name in SDK_STEPS}))
+        print(json.dumps(results.rates))
         return 0
     events = client_events(args.records)
     engine_steps: list[tuple[str, Callable[[], float]]] = [
@@ -494,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("otlp", lambda: run_otlp(args.records)),
     ]
     results = run_rounds(sdk_steps + engine_steps, args.rounds)
-    interpreted = pure_python_medians(args.rounds, args.records) if privacy_compiled() else None
+    interpreted = pure_python_results(args.rounds, args.records) if privacy_compiled() else None
     text = report(results, args.rounds, args.records, interpreted)
     print(text)
     if not args.no_write:
