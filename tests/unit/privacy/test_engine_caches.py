@@ -22,7 +22,7 @@ from unit.privacy.test_value_shapes import CONTROL_TEXTS, FREE_TEXT, HANGUL_NAME
 from caret_otel.processors.privacy import engine as engine_module
 from caret_otel.processors.privacy.consent import InMemoryConsentStore
 from caret_otel.processors.privacy.engine import Limits, PrivacyEngine
-from caret_otel.processors.privacy.redaction import OPAQUE_ID_PATTERN
+from caret_otel.processors.privacy.redaction import is_opaque_id
 from caret_otel.processors.privacy.report import ScrubReport
 from caret_otel.processors.privacy.sdk import PrivacyLogRecordProcessor
 from caret_otel.semconv import attributes as attrs
@@ -201,7 +201,7 @@ def test_opaque_ids_are_not_cached_and_ids_to_pseudonymise_never() -> None:
         attrs.USER_ID: "user-4711",
         attrs.GEN_AI_REQUEST_MODEL: "gpt-4o",
     }
-    assert engine_module._OPAQUE_ID_RE.pattern == OPAQUE_ID_PATTERN
+    assert is_opaque_id(sent[attrs.CARET_EVENT_ID])
     out = engine.scrub_attributes(sent, ScrubReport())
     assert out[attrs.CARET_EVENT_ID] == sent[attrs.CARET_EVENT_ID]
     cached = {value for known in engine._shapes.by_key.values() for value in known}

@@ -17,7 +17,9 @@ from caret_otel.processors.privacy.redaction import (
     EMAIL,
     FRAGMENTS,
     KINDS,
+    OPAQUE_ID_PATTERN,
     PATH,
+    is_opaque_id,
     placeholder,
     python_form,
     re2_form,
@@ -198,3 +200,13 @@ def test_the_collector_forms_take_encoded_and_full_width_separators() -> None:
     home = [d for d in DETECTORS if d.kind == PATH and "home" in d.pattern]
     assert home
     assert all("%2[Ff]" in d.re2 and "\\x{FF0F}" in d.re2 for d in home)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.text(alphabet="0123456789abcdefABCDEF-gZ", max_size=140)
+    | st.uuids().map(str)
+    | st.binary(min_size=1, max_size=64).map(bytes.hex)
+)
+def test_is_opaque_id_is_the_pattern_matched_whole(value: str) -> None:
+    assert is_opaque_id(value) == (re.fullmatch(OPAQUE_ID_PATTERN, value) is not None)

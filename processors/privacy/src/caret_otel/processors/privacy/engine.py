@@ -31,8 +31,8 @@ from caret_otel.processors.privacy.consent import USER_ATTRIBUTES, ConsentStore
 from caret_otel.processors.privacy.geo import CONTINENTS, normalise_country
 from caret_otel.processors.privacy.pseudonyms import Pseudonymizer, is_pseudonym
 from caret_otel.processors.privacy.redaction import (
-    OPAQUE_ID_PATTERN,
     PATH,
+    is_opaque_id,
     redact_text,
     strip_controls,
 )
@@ -107,9 +107,6 @@ class _Plan:
 _BACKSTOP_EXEMPT: Final[dict[str, frozenset[str]]] = {attrs.HTTP_ROUTE: frozenset({PATH})}
 """Redaction kinds the backstop ignores for a key: route templates look like paths (their
 shape denies home directories instead)."""
-_OPAQUE_ID_RE: Final = re.compile(OPAQUE_ID_PATTERN)
-"""Ids a value's shape admitted are not judged by the backstop (``OPAQUE_ID_PATTERN``), nor
-cached: each is seen once and would only push out the values that repeat."""
 
 
 def _shape_matcher(shape: ValueShape) -> Callable[[str], bool]:
@@ -425,8 +422,10 @@ class PrivacyEngine:
             matcher = self._matchers[shape] = _shape_matcher(shape)
         ok = matcher(value)
         if ok:
-            if _OPAQUE_ID_RE.fullmatch(value) is not None:
-                return True  # an id the shape admits: not judged by the backstop
+            if is_opaque_id(value):
+                # An id the shape admits (OPAQUE_ID_PATTERN): not judged by the backstop,
+                # nor cached: each is seen once and would only push out values that repeat.
+                return True
             exempt = _BACKSTOP_EXEMPT.get(key, frozenset())
             ok = all(kind in exempt for kind in redact_text(value)[1])
         if len(value) <= self.limits.max_value_length:
