@@ -275,7 +275,7 @@ def test_a_processor_wrongly_added_after_privacy_gets_only_empty_shells(
     engine: PrivacyEngine, pseudonymizer: Pseudonymizer
 ) -> None:
     consent = InMemoryConsentStore([pseudonymizer.pseudonymize("gone")])
-    provider = LoggerProvider(shutdown_on_exit=False)
+    provider = LoggerProvider(resource=RESOURCE, shutdown_on_exit=False)
     add_privacy_log_processor(provider, engine, consent)
     bypass = InMemoryLogRecordExporter()
     provider.add_log_record_processor(SimpleLogRecordProcessor(bypass))
@@ -285,6 +285,8 @@ def test_a_processor_wrongly_added_after_privacy_gets_only_empty_shells(
     (shell,) = bypass.get_finished_logs()
     assert shell.log_record.body is None
     assert not shell.log_record.attributes
+    assert not shell.resource.attributes
+    assert shell.instrumentation_scope is None
     provider.shutdown()
 
 

@@ -67,8 +67,8 @@ class LogRecordScrubber:
         self._scrubbed_scope: Any = None
 
     def scrub(self, record: Any, report: ScrubReport) -> bool:
-        """Scrub ``record`` in place; False (and the record untouched) when it belongs to
-        a user who opted out."""
+        """Scrub ``record`` in place; False when it belongs to a user who opted out (the
+        caller blanks it)."""
         engine = self._engine
         consent = self._consent
         api_record: Any = record.log_record

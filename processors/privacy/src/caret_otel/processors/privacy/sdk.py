@@ -427,6 +427,9 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
 
 
 def _blank(record: ReadWriteLogRecord) -> None:
+    """Leave nothing in a record that must not leave: a shell with the empty resource."""
+    record.resource = Resource.get_empty()
+    record.instrumentation_scope = None
     api_record = record.log_record
     api_record.attributes = {}
     api_record.body = None
