@@ -12,6 +12,7 @@ from unit.privacy.conftest import KEY_1, KEY_2, make_pseudonymizer
 from caret_otel.processors.privacy.pseudonyms import (
     KEY_FILE_ENV,
     KEYS_ENV,
+    PSEUDONYM_CACHE_SIZE,
     Pseudonymizer,
     PseudonymKeyError,
     generate_key_entry,
@@ -93,3 +94,17 @@ def test_generated_entries_parse() -> None:
     assert len(keys[0].secret) == 32
     assert keys[0].secret.hex() not in repr(keys[0])
     assert str(keys[0].secret) not in repr(keys[0])
+
+
+def test_a_full_cache_keeps_its_newer_half_and_stays_bounded() -> None:
+    pseudonymizer = make_pseudonymizer()
+    first = [pseudonymizer.pseudonymize(f"task-{i}") for i in range(PSEUDONYM_CACHE_SIZE)]
+    newest = pseudonymizer.pseudonymize("one-more")
+    cached = pseudonymizer._pseudonyms
+    assert len(cached) == PSEUDONYM_CACHE_SIZE // 2 + 1
+    assert "task-0" not in cached
+    assert f"task-{PSEUDONYM_CACHE_SIZE - 1}" in cached
+    assert cached["one-more"] == newest
+    # evicted or kept, an id always gets the same pseudonym
+    assert pseudonymizer.pseudonymize("task-0") == first[0]
+    assert pseudonymizer.live_pseudonyms("task-1") == (first[1],)

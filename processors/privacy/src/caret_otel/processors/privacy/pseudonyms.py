@@ -24,6 +24,7 @@ import secrets
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,19 @@ def is_pseudonym(value: str) -> bool:
 
 
 def _remember(cache: dict[str, Any], identifier: str, value: object) -> None:
-    """Store in a cache of at most ``PSEUDONYM_CACHE_SIZE`` entries, emptied when full
-    (a flood of distinct ids cannot grow memory; the ids that repeat come back at once).
-    Safe under threads: each dict operation is atomic, and a lost entry is recomputed."""
+    """Store in a cache of at most ``PSEUDONYM_CACHE_SIZE`` entries. When full, the
+    older half goes (a dict keeps insertion order): emptying it all would make every id
+    of a population near the size miss at once (task and session ids are many), and
+    the ids that repeat now are mostly the newer ones. Safe under threads: each dict
+    operation is atomic, and a lost entry is only computed again."""
     if len(cache) >= PSEUDONYM_CACHE_SIZE:
-        cache.clear()
+        try:
+            older = list(islice(cache, PSEUDONYM_CACHE_SIZE // 2))
+        except RuntimeError:  # another thread changed it meanwhile: start afresh
+            cache.clear()
+            older = []
+        for key in older:
+            cache.pop(key, None)
     cache[identifier] = value
 
 
