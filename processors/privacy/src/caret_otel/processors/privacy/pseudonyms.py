@@ -184,7 +184,7 @@ class Pseudonymizer:
         self._known_prefixes = tuple(f"v{k.id}:" for k in keys)
         self._by_id = {k.id: k for k in keys}
         # Pseudonyms already computed (an HMAC each, and a user id repeats on every
-        # record): plain dicts emptied when full. A dict look-up costs a fraction of
+        # record): plain dicts, bounded by _remember. A dict look-up costs a fraction of
         # functools.lru_cache's (no key tuple, no recency list), and the consent check
         # and the scrubbing ask for every record's user id.
         self._pseudonyms: dict[str, str] = {}
