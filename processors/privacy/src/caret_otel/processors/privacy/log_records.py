@@ -62,7 +62,6 @@ class LogRecordScrubber:
         self._resource: Any = None
         self._scrubbed_resource: Any = None
         self._resource_users: Mapping[str, object] = NO_ATTRIBUTES
-        self._scope_seen = False
         self._last_scope: Any = None
         self._scrubbed_scope: Any = None
 
@@ -99,9 +98,8 @@ class LogRecordScrubber:
         if severity_text:
             api_record.severity_text = engine.scrub_name(severity_text, report)
         scope: Any = record.instrumentation_scope
-        if scope is not self._last_scope or not self._scope_seen:
+        if scope is not self._last_scope:  # (None at first: scope(None) is None too)
             self._scrubbed_scope = self._scope(scope, report)
             self._last_scope = scope
-            self._scope_seen = True
         record.instrumentation_scope = self._scrubbed_scope
         return True

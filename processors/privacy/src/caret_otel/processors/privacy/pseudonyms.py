@@ -121,8 +121,8 @@ _TAG_DOMAIN = b"caret-otel pseudonym tag\x00"
 
 class _KeyMacs:
     """A key's HMAC-SHA256 states after the key schedule (the tag's with its domain
-    prefix absorbed too): each pseudonym copies them instead of setting a key up twice,
-    about a third less time per pseudonym."""
+    prefix absorbed too): each pseudonym and event hash copies them instead of setting the
+    key up again, about a third less time per pseudonym."""
 
     def __init__(self, key: PseudonymKey) -> None:
         self.body = hmac.new(key.secret, digestmod=hashlib.sha256)
@@ -178,9 +178,7 @@ class Pseudonymizer:
         self._keys = keys
         self._signing = keys[-1]
         self._macs = {k.id: _KeyMacs(k) for k in keys}
-        # The signing key's HMAC state after the key schedule: copying it saves that
-        # setup on every event hash (~40 % of a keyed_digest of a client event).
-        self._signing_mac = self._macs[self._signing.id].body
+        self._signing_macs = self._macs[self._signing.id]
         self._known_prefixes = tuple(f"v{k.id}:" for k in keys)
         self._by_id = {k.id: k for k in keys}
         # Pseudonyms already computed (an HMAC each, and a user id repeats on every
@@ -241,9 +239,7 @@ class Pseudonymizer:
         For ids derived from content that holds identifiers (an event's hash), so that
         nobody without the key can confirm a guess of that content.
         """
-        mac = self._signing_mac.copy()
-        mac.update(data)
-        return mac.hexdigest()
+        return self._signing_macs.body_digest(data).hex()
 
     def _sign_all(self, identifier: str) -> tuple[str, ...]:
         # The signing key's pseudonym comes from the ``pseudonymize`` cache: the consent

@@ -380,14 +380,10 @@ class PrivacyLogRecordProcessor(SynchronousMultiLogRecordProcessor):
 
     def __init__(self, engine: PrivacyEngine, consent: ConsentStore) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self._engine = engine
-        self._consent = consent
-        self._cache = _ScrubCache(engine)
         self._report = _CumulativeReport()
         self._failing = _Reporting()
-        self._scrubber = LogRecordScrubber(
-            engine, consent, self._cache.resource_entry, self._cache.scope
-        )
+        cache = _ScrubCache(engine)
+        self._scrubber = LogRecordScrubber(engine, consent, cache.resource_entry, cache.scope)
         self.rejected_records = 0
 
     def report(self) -> ScrubReport:
